@@ -1,0 +1,43 @@
+"""What a registered student or teacher is: a denoiser plus how to condition it and view its samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..denoisers import Denoiser
+
+Encode = Callable[[Sequence[Any], Optional[Sequence[Any]]], "tuple[dict, Optional[dict]]"]
+
+
+def _identity_decode(x: Tensor) -> Tensor:
+    return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+@dataclass
+class Model:
+    """A student or teacher as the registry returns it.
+
+    Attributes:
+        name: registry name.
+        denoiser: ``D(x, sigma, **cond)`` in sigma space.
+        sample_shape: per-sample shape of ``x`` (latent shape for latent models).
+        encode: ``(prompts_or_labels, negatives_or_None) -> (cond, uncond)``; batch-first dicts.
+        decode: samples ``x`` -> images ``[B, C, H, W]`` in ``[0, 1]`` (identity for pixel models).
+        defaults: the model's published sampling settings, e.g. ``{"schedule": "...", "steps": 4,
+            "solver": "lcm", "guidance": {...}, "teacher": "...", "lam": 0.01}``.
+    """
+
+    name: str
+    denoiser: Denoiser
+    sample_shape: tuple[int, ...]
+    encode: Encode
+    decode: Callable[[Tensor], Tensor] = _identity_decode
+    defaults: dict = field(default_factory=dict)
+
+    def to(self, device: torch.device | str, dtype: Optional[torch.dtype] = None) -> "Model":
+        self.denoiser.to(device=device, dtype=dtype)
+        return self
