@@ -1,0 +1,86 @@
+"""``tgsample list [KIND] [--check] [--json] [--pattern P]``: everything the registry knows.
+
+Without ``--check`` it reads installed metadata only (no plugin is imported, no torch).
+``--check`` loads each registration and reports ``ok`` or ``failed: <reason>``; the exit
+status is then 1 if an active registration fails or a name is ambiguous.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from typing import Optional, Sequence
+
+from . import registry
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tgsample list",
+        description="List registered guidances, solvers, schedules, students and teachers "
+        "(built-ins and installed plugins, from the tgsample.* entry-point groups).",
+    )
+    p.add_argument("kind", nargs="?", choices=registry.KINDS, help="only this kind (default: all)")
+    p.add_argument("--check", action="store_true", help="import each entry point and report ok / failed")
+    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    p.add_argument("--pattern", default="*", help="shell-style name filter, e.g. 'k_*' (default: *)")
+    return p
+
+
+def status_text(e: registry.Entry) -> str:
+    """``ok``, ``failed: <reason>`` or ``not loaded``."""
+    if e.status == "failed":
+        return f"failed: {e.error}"
+    return "ok" if e.status == "loaded" else "not loaded"
+
+
+def note_text(e: registry.Entry) -> str:
+    notes = []
+    if not e.active:
+        notes.append("inactive")
+    if e.conflict:
+        notes.append(e.conflict)
+    return "; ".join(notes)
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A plain left-aligned text table (the last column is not padded)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for r in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(r, widths)] + [str(r[-1])]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def render(entries: Sequence[registry.Entry], check: bool) -> str:
+    header = ["NAME", "KIND", "DISTRIBUTION", "VERSION", "VALUE"] + (["STATUS"] if check else []) + ["NOTE"]
+    rows = [
+        [e.name, e.kind, e.dist, e.version, e.value] + ([status_text(e)] if check else []) + [note_text(e)]
+        for e in entries
+    ]
+    return table(rows, header)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of ``tgsample list``; returns the exit status."""
+    args = parser().parse_args(argv)
+    found = registry.check(args.kind) if args.check else registry.entries(args.kind)
+    found = [e for e in found if fnmatch.fnmatchcase(e.name, args.pattern)]
+    if args.json:
+        print(json.dumps([e.as_dict() for e in found], indent=2))
+    else:
+        if registry.autoload_disabled():
+            print(f"note: third-party plugins disabled by {registry.DISABLE_ENV}", file=sys.stderr)
+        print(render(found, args.check) if found else "(nothing registered)")
+    failed = [e for e in found if e.active and e.status == "failed"]
+    ambiguous = [e for e in found if e.conflict and e.conflict.startswith("ambiguous")]
+    if failed or ambiguous:
+        print(f"{len(failed)} failed, {len({(e.kind, e.name) for e in ambiguous})} ambiguous", file=sys.stderr)
+    return 1 if args.check and (failed or ambiguous) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

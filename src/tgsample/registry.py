@@ -1,0 +1,514 @@
+"""Named components from installed packages: guidances, solvers, schedules, students, teachers.
+
+Every kind is an entry-point group ``tgsample.<kind>``. tgsample's own ``pyproject.toml``
+declares the built-ins there, so a built-in and a third-party plugin are found the same way::
+
+    [project.entry-points."tgsample.guidance"]
+    apg = "tgsample_apg.guidance:APG"
+
+Rules (see ``docs/plugins.md``):
+
+* **Lazy.** Discovery reads installed metadata only (``importlib_metadata``); an entry point is
+  imported on first use and cached. This module imports nothing heavy.
+* **Isolated.** A plugin that fails to import, points at a missing attribute or registers a
+  non-conforming object is still listed; using *it* raises :class:`~tgsample.errors.PluginError`
+  naming the entry point, its distribution and version (the original exception chained).
+  Nothing else is affected.
+* **Explicit conflicts.** A built-in name wins over a plugin registering the same name (a
+  :class:`PluginConflictWarning` says so on use); two plugins registering the same name make
+  that name ambiguous (:class:`~tgsample.errors.PluginError` on use, naming both). Both are shown
+  by ``tgsample list``. In-process :func:`register` of a taken name needs ``override=True``.
+* **Typo-friendly.** An unknown name raises :class:`~tgsample.errors.UnknownNameError` listing
+  what is available and the closest names.
+* ``TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD=1`` reads only tgsample's own entry points.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import os
+import threading
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Optional
+
+from .errors import ConfigError, PluginError, UnknownNameError
+
+KINDS: tuple[str, ...] = ("guidance", "solvers", "schedules", "students", "teachers")
+GROUP_PREFIX = "tgsample."
+BUILTIN_DIST = "tgsample"
+DISABLE_ENV = "TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD"
+IN_PROCESS = "<in-process>"
+
+__all__ = [
+    "KINDS", "DISABLE_ENV", "Entry", "PluginConflictWarning", "autoload_disabled", "check", "create", "entries",
+    "get", "group", "names", "refresh", "register", "unregister",
+]
+
+
+class PluginConflictWarning(UserWarning):
+    """A plugin registers a name that a built-in already owns; the built-in is used."""
+
+
+def group(kind: str) -> str:
+    """The entry-point group of ``kind``: ``"tgsample." + kind``."""
+    return GROUP_PREFIX + check_kind(kind)
+
+
+def autoload_disabled() -> bool:
+    """True when ``TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registration of a name, as :func:`entries` and ``tgsample list`` report it.
+
+    Attributes:
+        name, kind: the registry key.
+        value: where it lives, ``"module:attr"``.
+        dist, version: the distribution that declares it (``"<in-process>"`` for :func:`register`).
+        builtin: declared by tgsample itself.
+        active: :func:`get` ``(kind, name)`` resolves to this registration.
+        status: ``"unloaded"``, ``"loaded"`` or ``"failed"``.
+        error: why loading failed (``None`` unless failed).
+        conflict: who else registers the name and what happens (``None`` if nobody).
+    """
+
+    name: str
+    kind: str
+    value: str
+    dist: str
+    version: str
+    builtin: bool
+    active: bool
+    status: str
+    error: Optional[str] = None
+    conflict: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class _Source:
+    """A registration plus its load cache."""
+
+    kind: str
+    name: str
+    value: str
+    dist: str
+    version: str
+    builtin: bool
+    entry_point: Any = None  # importlib_metadata.EntryPoint, or None for in-process
+    obj: Any = None
+    loaded: bool = False
+    error: Optional[PluginError] = None
+
+    def describe(self) -> str:
+        return f"{self.dist} {self.version} ({self.value})".replace(" () ", " ").strip()
+
+    def label(self) -> str:
+        return f"{self.kind} {self.name!r} = {self.value} from {self.dist} {self.version}".rstrip()
+
+
+@dataclass
+class _State:
+    discovered: dict[str, dict[str, list[_Source]]] = field(default_factory=dict)
+    local: dict[str, dict[str, _Source]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    warned: set = field(default_factory=set)
+    builtin_found: bool = True
+
+
+_lock = threading.RLock()
+_state = _State()
+
+
+# --- discovery ---------------------------------------------------------------------------
+
+
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is one of :data:`KINDS`, else raise :class:`UnknownNameError`."""
+    if kind in KINDS:
+        return kind
+    close = difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UnknownNameError(f"unknown registry kind {kind!r}{hint} Kinds: {', '.join(KINDS)}")
+
+
+def _entry_points() -> Iterable[Any]:
+    import importlib_metadata as md  # ~25 ms; only on first use
+
+    if autoload_disabled():
+        try:
+            return md.distribution(BUILTIN_DIST).entry_points
+        except md.PackageNotFoundError:
+            return ()
+    return md.entry_points()
+
+
+@functools.lru_cache(maxsize=None)
+def _dist_info(dist: Any) -> tuple[str, str]:
+    """``(name, version)`` of a distribution, from its ``NAME-VERSION.dist-info`` folder name when it
+    has one (no METADATA parsing: that costs ~15 ms for a long README), else from METADATA."""
+    if dist is None:
+        return "<unknown>", "?"
+    stem = getattr(getattr(dist, "_path", None), "name", "")
+    if stem.endswith(".dist-info") and stem.count("-") == 1:
+        name, version = stem[: -len(".dist-info")].split("-")
+        return name.replace("_", "-"), version
+    try:
+        meta = dist.metadata
+        return meta["Name"] or "<unknown>", meta["Version"] or "?"
+    except Exception:  # a dist-info without readable METADATA: still usable
+        return getattr(dist, "_normalized_name", None) or "<unknown>", "?"
+
+
+def _is_builtin(dist_name: str) -> bool:
+    return dist_name.lower().replace("_", "-") == BUILTIN_DIST
+
+
+def _discover() -> dict[str, dict[str, list[_Source]]]:
+    """Read every ``tgsample.*`` entry point once (metadata only) and cache the result."""
+    with _lock:
+        if _state.discovered:
+            return _state.discovered
+        found: dict[str, dict[str, list[_Source]]] = {k: {} for k in KINDS}
+        groups = {GROUP_PREFIX + k: k for k in KINDS}
+        builtin_seen = False
+        for ep in _entry_points():
+            kind = groups.get(ep.group)
+            if kind is None:
+                continue
+            dist, version = _dist_info(getattr(ep, "dist", None))
+            builtin = _is_builtin(dist)
+            builtin_seen = builtin_seen or builtin
+            found[kind].setdefault(ep.name, []).append(
+                _Source(kind, ep.name, ep.value, dist, version, builtin, entry_point=ep)
+            )
+        for by_name in found.values():
+            for sources in by_name.values():
+                sources.sort(key=lambda s: (not s.builtin, s.dist.lower()))
+        _state.discovered = found
+        _state.builtin_found = builtin_seen
+        return found
+
+
+def refresh() -> None:
+    """Forget discovered entry points and loaded objects (after installing a plugin, or in tests).
+
+    In-process :func:`register` calls are kept. Import caches are invalidated too.
+    """
+    import importlib
+
+    with _lock:
+        _state.discovered = {}
+        _state.warned.clear()
+        _dist_info.cache_clear()
+        importlib.invalidate_caches()
+
+
+# --- resolution --------------------------------------------------------------------------
+
+
+def _conflict(kind: str, name: str) -> Optional[str]:
+    sources = _discover()[kind].get(name, [])
+    if len(sources) < 2:
+        return None
+    who = " and ".join(s.describe() for s in sources)
+    if sources[0].builtin:
+        return f"built-in wins over {' and '.join(s.describe() for s in sources[1:])}"
+    return f"ambiguous: registered by {who}"
+
+
+def _resolve(kind: str, name: str) -> _Source:
+    """The registration ``get(kind, name)`` uses, or a typed error."""
+    check_kind(kind)
+    if not isinstance(name, str):
+        raise ConfigError(f"a {kind} name must be a string, got {type(name).__name__} {name!r}")
+    local = _state.local[kind].get(name)
+    if local is not None:
+        return local
+    sources = _discover()[kind].get(name)
+    if not sources:
+        raise UnknownNameError(_unknown_message(kind, name))
+    if len(sources) > 1:
+        if not sources[0].builtin:
+            raise PluginError(
+                f"{kind} name {name!r} is registered by more than one distribution: "
+                f"{' and '.join(s.describe() for s in sources)}. Uninstall one, or pick one in-process "
+                f"with tgsample.registry.register({kind!r}, {name!r}, obj, override=True)"
+            )
+        if (kind, name) not in _state.warned:
+            _state.warned.add((kind, name))
+            warnings.warn(
+                f"{kind} name {name!r} is built into tgsample; ignoring the plugin(s) that also register it: "
+                f"{' and '.join(s.describe() for s in sources[1:])}",
+                PluginConflictWarning,
+                stacklevel=4,
+            )
+    return sources[0]
+
+
+def _unknown_message(kind: str, name: str) -> str:
+    available = names(kind)
+    close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
+    msg = f"unknown {kind} name {name!r}"
+    if close:
+        msg += f"; did you mean {', '.join(repr(c) for c in close)}?"
+    msg += f" Available {kind}: {', '.join(available) if available else '(none)'}"
+    if not _state.builtin_found and not autoload_disabled():
+        msg += ". tgsample's own entry points were not found: install it (pip install -e .)"
+    elif autoload_disabled():
+        msg += f" (third-party plugins are disabled by {DISABLE_ENV})"
+    return msg
+
+
+# --- loading and conformance ------------------------------------------------------------
+
+
+def _load(src: _Source) -> Any:
+    with _lock:
+        if src.loaded:
+            return src.obj
+        if src.error is not None:
+            raise src.error
+        try:
+            obj = src.entry_point.load()
+        except Exception as exc:  # any import-time failure of a plugin stays the plugin's
+            src.error = PluginError(f"cannot load {src.label()}: {type(exc).__name__}: {exc}")
+            src.error.__cause__ = exc
+            raise src.error from exc
+        try:
+            _conform(src.kind, obj, src.label())
+        except PluginError as exc:
+            src.error = exc
+            raise
+        src.obj, src.loaded = obj, True
+        return obj
+
+
+def _is_guidance_class(obj: Any) -> bool:
+    return isinstance(obj, type) and any("__call__" in vars(k) for k in obj.__mro__[:-1])
+
+
+def _conform(kind: str, obj: Any, label: str) -> None:
+    """Check what a registration must be (raises :class:`PluginError` naming it)."""
+    import inspect
+    if kind == "guidance":
+        if inspect.isclass(obj):
+            if not _is_guidance_class(obj):
+                raise PluginError(
+                    f"{label} is the class {obj.__qualname__}, whose instances are not callable; a guidance "
+                    "class must define __call__(model, x, sigma, ctx) -> Estimate (tgsample.guidance.Guidance)"
+                )
+            return
+        if _is_guidance_instance(obj) or callable(obj):
+            return
+        raise PluginError(
+            f"{label} is a {type(obj).__name__}, not a guidance: register a tgsample.guidance.Guidance "
+            "class, a factory returning one, or a Guidance instance"
+        )
+    if not callable(obj):
+        what = {"solvers": "a solver function solver(model, x, sigmas, **options) -> x",
+                "schedules": "a schedule function schedule(steps, model=None, **options) -> sigmas",
+                "students": "a factory returning a tgsample.models.Model",
+                "teachers": "a factory returning a tgsample.models.Model"}[kind]
+        raise PluginError(f"{label} is a {type(obj).__name__}, which is not callable; expected {what}")
+
+
+def _is_guidance_instance(obj: Any) -> bool:
+    if isinstance(obj, type) or not all(hasattr(obj, a) for a in ("needs_step", "splits_direction", "__call__")):
+        return False
+    from .guidance import Guidance  # torch; only when checking a guidance
+
+    return isinstance(obj, Guidance)
+
+
+def _check_product(kind: str, name: str, product: Any, src: _Source) -> Any:
+    if kind == "guidance":
+        if not _is_guidance_instance(product):
+            raise PluginError(
+                f"{src.label()} produced a {type(product).__name__}, which does not conform to "
+                "tgsample.guidance.Guidance (callable with needs_step and splits_direction attributes)"
+            )
+    elif kind in ("students", "teachers"):
+        from .models.base import Model
+
+        if not isinstance(product, Model):
+            raise PluginError(
+                f"{src.label()} produced a {type(product).__name__}; a {kind[:-1]} factory must return "
+                "a tgsample.models.Model"
+            )
+    return product
+
+
+def _bind_options(kind: str, name: str, fn: Callable, options: dict, src: _Source) -> None:
+    """Refuse options ``fn`` does not accept, with the accepted ones and the closest names."""
+    import inspect
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        accepted = [p for p, param in params.items() if param.kind in keyword]
+        hints = {u: difflib.get_close_matches(u, accepted, n=1, cutoff=0.6) for u in unknown}
+        said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+        raise ConfigError(
+            f"{kind} {name!r} ({src.value}) does not accept option(s) {said}; "
+            f"its options are: {', '.join(accepted) or '(none)'}"
+        )
+
+
+# --- public API --------------------------------------------------------------------------
+
+
+def get(kind: str, name: str) -> Any:
+    """The object registered as ``name`` under ``kind`` (a class, factory or function), loaded on first use.
+
+    Raises:
+        UnknownNameError: ``kind`` or ``name`` is not registered (with close matches).
+        PluginError: the entry point failed to import or conform, or two plugins claim ``name``.
+    """
+    with _lock:
+        src = _resolve(kind, name)
+        return src.obj if src.loaded else _load(src)
+
+
+def names(kind: str, pattern: str = "*") -> list[str]:
+    """Sorted registered names of ``kind`` matching the shell-style ``pattern`` (``fnmatch``)."""
+    check_kind(kind)
+    with _lock:
+        every = set(_discover()[kind]) | set(_state.local[kind])
+    return sorted(n for n in every if fnmatch.fnmatchcase(n, pattern))
+
+
+def register(kind: str, name: str, obj: Any = None, *, override: bool = False) -> Any:
+    """Register ``obj`` as ``name`` in this process; usable as a call or a decorator::
+
+        @register("guidance", "my_cfg")
+        class MyCFG(Guidance): ...
+
+        register("schedules", "mine", my_schedule)
+
+    A name that is already registered (built-in, plugin or an earlier call) needs
+    ``override=True``, else :class:`ConfigError`. :func:`unregister` undoes it.
+    """
+    check_kind(kind)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a {kind} name must be a non-empty string, got {name!r}")
+
+    def add(target: Any) -> Any:
+        value = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__name__)}"
+        src = _Source(kind, name, value, IN_PROCESS, "", False, obj=target)
+        _conform(kind, target, src.label())
+        with _lock:
+            if not override:
+                taken = _state.local[kind].get(name) or next(iter(_discover()[kind].get(name, [])), None)
+                if taken is not None:
+                    raise ConfigError(
+                        f"{kind} name {name!r} is already registered by {taken.describe()}; "
+                        "pass override=True to replace it in this process"
+                    )
+            src.loaded = True
+            _state.local[kind][name] = src
+        return target
+
+    return add if obj is None else add(obj)
+
+
+def unregister(kind: str, name: str) -> None:
+    """Remove an in-process registration (entry points are unaffected)."""
+    check_kind(kind)
+    with _lock:
+        if _state.local[kind].pop(name, None) is None:
+            raise UnknownNameError(f"{kind} name {name!r} was not registered in-process")
+
+
+def create(kind: str, name_or_obj: Any, **options: Any) -> Any:
+    """Build a component from a name, or pass an object through.
+
+    * a string: look it up; guidances, students and teachers are factories called with
+      ``options`` (the product is checked: a ``Guidance``, a ``Model``); solvers and schedules are
+      functions returned with ``options`` bound (``functools.partial``), or as is without options;
+      a registered ``Guidance`` *instance* is returned as is;
+    * anything else: returned unchanged (``options`` must then be empty).
+
+    Options the factory does not accept raise :class:`ConfigError` naming them and the accepted ones.
+    """
+    if not isinstance(name_or_obj, str):
+        if options:
+            raise ConfigError(
+                f"options {sorted(options)} were given with an already-built {kind} object "
+                f"{type(name_or_obj).__name__}; pass a registered name to build it with options"
+            )
+        return name_or_obj
+    name = name_or_obj
+    with _lock:
+        src = _resolve(kind, name)
+    obj = src.obj if src.loaded else _load(src)
+    if kind in ("solvers", "schedules"):
+        if not options:
+            return obj
+        _bind_options(kind, name, obj, options, src)
+        return functools.partial(obj, **options)
+    if kind == "guidance" and _is_guidance_instance(obj):
+        if options:
+            raise ConfigError(f"guidance {name!r} is a ready-made {obj!r} and takes no options (got {sorted(options)})")
+        return obj
+    _bind_options(kind, name, obj, options, src)
+    return _check_product(kind, name, obj(**options), src)
+
+
+def entries(kind: Optional[str] = None) -> list[Entry]:
+    """Every registration (of ``kind``, or all kinds), sorted by kind and name; loads nothing."""
+    kinds = KINDS if kind is None else (check_kind(kind),)
+    out: list[Entry] = []
+    with _lock:
+        found = _discover()
+        for k in kinds:
+            for name in sorted(set(found[k]) | set(_state.local[k])):
+                local = _state.local[k].get(name)
+                sources = found[k].get(name, [])
+                conflict = _conflict(k, name)
+                ambiguous = len(sources) > 1 and not sources[0].builtin
+                if local is not None:
+                    out.append(_entry(local, active=True, conflict=None))
+                for i, src in enumerate(sources):
+                    active = local is None and i == 0 and not ambiguous
+                    note = "overridden in-process" if local is not None else conflict
+                    out.append(_entry(src, active=active, conflict=note))
+    return out
+
+
+def _entry(src: _Source, *, active: bool, conflict: Optional[str]) -> Entry:
+    status = "loaded" if src.loaded else "failed" if src.error is not None else "unloaded"
+    error = None
+    if src.error is not None:
+        cause = src.error.__cause__
+        error = f"{type(cause).__name__}: {cause}" if cause is not None else str(src.error)
+    return Entry(src.name, src.kind, src.value, src.dist, src.version, src.builtin, active, status, error, conflict)
+
+
+def check(kind: Optional[str] = None) -> list[Entry]:
+    """Load every registration (like ``tgsample list --check``) and return the updated :func:`entries`."""
+    with _lock:
+        found = _discover()
+        for k in KINDS if kind is None else (check_kind(kind),):
+            for sources in found[k].values():
+                for src in sources:
+                    try:
+                        _load(src)
+                    except PluginError:
+                        pass
+    return entries(kind)
