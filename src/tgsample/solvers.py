@@ -1,0 +1,185 @@
+"""Guidance-aware solvers in sigma space.
+
+Each solver is one short function in the style of k-diffusion's ``sampling.py``:
+``solver(model, x, sigmas, *, callback=None, disable=None, **options) -> x``, where
+``model(x, sigma, i, stage=0)`` is a :class:`GuidedModel` returning an
+:class:`~tgsample.guidance.Estimate` ``(denoised, direction)``. The trajectory moves
+toward ``denoised`` and carries the implied noise ``d = (x - direction) / sigma``.
+With ``denoised == direction`` every solver reduces to its k-diffusion namesake.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+from tqdm.auto import trange
+
+from . import math as M
+from .errors import ConfigError
+from .guidance.base import Cond, Estimate, Guidance, StepContext
+from .noise import NoiseStreams
+
+Callback = Optional[Callable[[dict], Any]]
+
+
+class GuidedModel:
+    """A denoiser bound to a guidance, its conditioning, the schedule and the noise streams.
+
+    ``model(x, sigma, i, stage=0)`` evaluates the guidance at step ``i`` (``None`` if unknown).
+    """
+
+    def __init__(self, denoiser: Any, guidance: Guidance, cond: Cond, uncond: Optional[Cond] = None,
+                 sigmas: Optional[Tensor] = None, noise: Optional[NoiseStreams] = None):
+        self.denoiser, self.guidance = denoiser, guidance
+        self.cond, self.uncond = cond, uncond
+        self.sigmas, self.noise = sigmas, noise
+
+    def __call__(self, x: Tensor, sigma: Tensor, i: Optional[int], stage: int = 0) -> Estimate:
+        ctx = StepContext(self.cond, self.uncond, i, self.sigmas, self.noise, stage)
+        return self.guidance(self.denoiser, x, sigma, ctx)
+
+    def fresh_noise(self, x: Tensor) -> Tensor:
+        """Per-sample noise from the solver's own ("ancestral") stream."""
+        if self.noise is None:
+            raise ConfigError("this solver draws noise: sample with seeds=... (per-sample noise streams)")
+        return self.noise.randn_like("ancestral", x)
+
+
+def _report(callback: Callback, x: Tensor, i: int, sigma: Tensor, est: Estimate) -> None:
+    if callback is not None:
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": est.denoised})
+
+
+@torch.no_grad()
+def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
+                 disable: Optional[bool] = None) -> Tensor:
+    """Euler (DDIM): ``x_{i+1} = denoised + sigma_{i+1} (x_i - direction) / sigma_i``."""
+    for i in trange(len(sigmas) - 1, disable=disable):
+        est = model(x, sigmas[i], i)
+        _report(callback, x, i, sigmas[i], est)
+        x = est.denoised + sigmas[i + 1] * M.implied_noise(x, est.direction, sigmas[i])
+    return x
+
+
+@torch.no_grad()
+def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
+                           s_noise: float = 1.0, callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
+    """Euler ancestral: ``x_{i+1} = denoised + sigma_down d + sigma_up z`` (:func:`tgsample.math.ancestral_split`)."""
+    for i in trange(len(sigmas) - 1, disable=disable):
+        est = model(x, sigmas[i], i)
+        _report(callback, x, i, sigmas[i], est)
+        sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
+        x_next = est.denoised + sigma_down * M.implied_noise(x, est.direction, sigmas[i])
+        if sigmas[i + 1] > 0:
+            x_next = x_next + model.fresh_noise(x) * s_noise * sigma_up
+        x = x_next
+    return x
+
+
+def _exp_step(x: Tensor, sigma: Tensor, sigma_next: Tensor, est: Estimate, direction: Tensor) -> Tensor:
+    """First-order exponential-integrator step with a split direction (DPM-Solver++ notation):
+    ``s x + (1 - s) direction + (denoised - est.direction)`` with ``s = sigma_next / sigma``."""
+    h = sigma.log() - sigma_next.log()  # t = -log(sigma)
+    return (sigma_next / sigma) * x - torch.expm1(-h) * direction + (est.denoised - est.direction)
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
+                    disable: Optional[bool] = None) -> Tensor:
+    """DPM-Solver++(2M) with a split direction (DESIGN.md section 3).
+
+    ``dir_d = (1 + 1/(2r)) direction - 1/(2r) old_direction``,
+    ``x_{i+1} = s x + (1 - s) dir_d + (denoised - direction)``, ``s = sigma_{i+1} / sigma_i``.
+    The correction term uses ``denoised - direction`` of the current step only (not ComfyUI's
+    ``denoised - old_uncond``), so CFG++ at ``lam = 0`` is exactly the unconditional trajectory.
+    """
+    old_direction = None
+    for i in trange(len(sigmas) - 1, disable=disable):
+        est = model(x, sigmas[i], i)
+        _report(callback, x, i, sigmas[i], est)
+        direction = est.direction
+        if old_direction is not None and sigmas[i + 1] > 0:
+            r = (sigmas[i - 1].log() - sigmas[i].log()) / (sigmas[i].log() - sigmas[i + 1].log())
+            direction = (1 + 1 / (2 * r)) * est.direction - (1 / (2 * r)) * old_direction
+        x = est.denoised if sigmas[i + 1] == 0 else _exp_step(x, sigmas[i], sigmas[i + 1], est, direction)
+        old_direction = est.direction
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
+                              s_noise: float = 1.0, callback: Callback = None,
+                              disable: Optional[bool] = None) -> Tensor:
+    """DPM-Solver++(2S) ancestral with the guidance applied at both evaluations.
+
+    Stage 1: ``x_mid = denoised + sigma_mid (x - direction) / sigma`` at ``sigma_mid = sqrt(sigma sigma_down)``;
+    stage 2: ``x' = s x + (1 - s) direction_2 + (denoised_2 - direction_2)``, ``s = sigma_down / sigma``;
+    then ``+ sigma_up z``. A step-aware guidance sees the same step ``i`` (and ``sigma_{i+1}``) at both stages.
+    """
+    for i in trange(len(sigmas) - 1, disable=disable):
+        est = model(x, sigmas[i], i)
+        _report(callback, x, i, sigmas[i], est)
+        sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
+        if sigma_down == 0:
+            x_next = est.denoised
+        else:
+            sigma_mid = (sigmas[i] * sigma_down).sqrt()
+            x_mid = est.denoised + sigma_mid * M.implied_noise(x, est.direction, sigmas[i])
+            est2 = model(x_mid, sigma_mid, i, stage=1)
+            x_next = _exp_step(x, sigmas[i], sigma_down, est2, est2.direction)
+        if sigmas[i + 1] > 0:
+            x_next = x_next + model.fresh_noise(x) * s_noise * sigma_up
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def sample_lcm(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
+               disable: Optional[bool] = None) -> Tensor:
+    """Consistency / LCM multistep sampling: ``x_{i+1} = denoised + sigma_{i+1} z`` (fresh noise)."""
+    for i in trange(len(sigmas) - 1, disable=disable):
+        est = model(x, sigmas[i], i)
+        _report(callback, x, i, sigmas[i], est)
+        x = est.denoised
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * model.fresh_noise(x)
+    return x
+
+
+def tcd_sigma_s(denoiser: Any, sigma_next: Tensor, gamma: float) -> Tensor:
+    """TCD's intermediate level ``sigma_s`` for a step ending at ``sigma_next``.
+
+    On a model's discrete table: ``s = floor((1 - gamma) * round(t(sigma_next)))``, ``sigma_s = sigma(s)``
+    (diffusers' ``TCDScheduler``). For a continuous model without a table, ``t = sigma`` (EDM's time):
+    ``sigma_s = (1 - gamma) * sigma_next``. ``sigma_next = 0`` gives 0.
+    """
+    if sigma_next == 0:
+        return sigma_next
+    if hasattr(denoiser, "sigma_to_t") and hasattr(denoiser, "t_to_sigma"):
+        t_next = denoiser.sigma_to_t(sigma_next.reshape(1)).round()
+        s = torch.floor((1 - gamma) * t_next)
+        return denoiser.t_to_sigma(s).reshape(()).to(sigma_next)
+    return (1 - gamma) * sigma_next
+
+
+@torch.no_grad()
+def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 0.3,
+               callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
+    """TCD / TDD gamma-sampling: deterministic to ``sigma_s``, then fresh noise to ``sigma_{i+1}``.
+
+    ``x_{i+1} = denoised + sigma_s d + sqrt(sigma_{i+1}^2 - sigma_s^2) z`` (:func:`tcd_sigma_s`).
+    ``gamma = 0`` is Euler on table entries; ``gamma = 1`` is LCM where ``sigma(t=0) = 0``.
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ConfigError(f"TCD gamma={gamma!r} is outside the allowed range [0, 1]")
+    for i in trange(len(sigmas) - 1, disable=disable):
+        est = model(x, sigmas[i], i)
+        _report(callback, x, i, sigmas[i], est)
+        sigma_s = torch.minimum(tcd_sigma_s(model.denoiser, sigmas[i + 1], gamma), sigmas[i + 1])
+        x_next = est.denoised + sigma_s * M.implied_noise(x, est.direction, sigmas[i])
+        if sigmas[i + 1] > sigma_s:
+            x_next = x_next + (sigmas[i + 1] ** 2 - sigma_s**2).sqrt() * model.fresh_noise(x)
+        x = x_next
+    return x
