@@ -1,0 +1,438 @@
+"""``tgsample bench quality``: the paper's tables in miniature, on the shipped digit models.
+
+For each student (default: ``digits`` and ``digits-compact``) every configuration is sampled on
+``R`` replicates ("seeds") of ``n`` samples, classes balanced (sample ``i`` has label ``i mod 10``,
+noise seed ``seed + r * n + i``). Each replicate is scored by the shipped digit classifier:
+
+* ``FD``: Frechet distance of its features against the real train split (1,437 images), the
+  role FID plays in the paper; the real-data floor is the held-out test split (360 real images)
+  scored the same way (FD has a small-sample bias ~1/n, so a floor at n=360 is a bit pessimistic
+  next to samples at n=1000);
+* ``acc``: the fraction classified as the requested digit (the role of ImageReward / PickScore).
+
+Results are **paired**: a configuration and its baseline share every random draw (initial
+noise, the solver's ancestral noise; the teacher's renoise draws come from their own streams),
+so a difference is computed per replicate and reported as the mean difference with its 95 %
+t-interval over replicates. Lower FD is better; higher acc is better. ``time`` is the mean wall
+time of one replicate's ``tgsample.sample`` call (``n`` samples, this machine, the thread count
+printed in the header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+# ----------------------------------------------------------------------------- configurations
+
+
+@dataclass
+class Run:
+    """One sampling configuration: how to build its guidance and schedule from the student."""
+
+    key: str
+    label: str
+    guidance: Callable[[Any, Any], Any]  # (student Model, teacher Model) -> Guidance
+    solver: str = "lcm"
+    steps: Optional[int] = None  # None: the student's own
+    schedule: Optional[str] = None  # None: the student's own
+    schedule_options: dict = field(default_factory=dict)
+    model: str = "student"  # or "teacher"
+
+
+@dataclass
+class Row:
+    """A table row: ``run`` compared with ``base`` (paired) or alone (``base=None``)."""
+
+    table: str
+    label: str
+    run: str
+    base: Optional[str] = None
+
+
+def _distilled(s: Any, t: Any, w: Optional[float] = None) -> Any:
+    from ..guidance import DistilledCFG
+
+    return DistilledCFG(s.defaults["w"] if w is None else w)
+
+
+def _tg(student_guidance: Optional[Callable[[Any], Any]] = None, **over: Any) -> Callable[[Any, Any], Any]:
+    def make(s: Any, t: Any) -> Any:
+        from ..models.digits import teacher_guidance
+
+        opts = dict(over)
+        if student_guidance is not None:
+            opts["student"] = student_guidance(s)
+        return teacher_guidance(s, t, **opts)
+
+    return make
+
+
+def _cfg(scale: float) -> Callable[[Any], Any]:
+    def make(s: Any) -> Any:
+        from ..guidance import CFG
+
+        return _WithW(CFG(scale), 1.0)
+
+    return make
+
+
+def _cfgpp(lam: float) -> Callable[[Any], Any]:
+    def make(s: Any) -> Any:
+        from ..guidance import CFGPP
+
+        return _WithW(CFGPP(lam), 1.0)
+
+    return make
+
+
+class _WithW:
+    """Run a guidance on the student at a fixed distilled scale ``w`` (``w = 1``: the plain conditional
+    student, on which CFG / CFG++ then act), by adding ``guidance_scale`` to cond and uncond."""
+
+    def __init__(self, inner: Any, w: float):
+        self.inner, self.w = inner, float(w)
+        self.needs_step, self.splits_direction = inner.needs_step, inner.splits_direction
+
+    def __call__(self, model: Any, x: Any, sigma: Any, ctx: Any) -> Any:
+        import torch
+
+        w = torch.full((x.shape[0],), self.w, dtype=x.dtype, device=x.device)
+        add = lambda c: None if c is None else {**c, "guidance_scale": w}  # noqa: E731
+        return self.inner(model, x, sigma, ctx.with_cond(add(ctx.cond), add(ctx.uncond)))
+
+    def __repr__(self) -> str:
+        return f"{self.inner!r} at w={self.w}"
+
+
+def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: float,
+          student_cfgpp: float) -> tuple[list[Run], list[Row]]:
+    """All runs and table rows (the paper's tables, in miniature)."""
+    R = Run
+    runs = [
+        R("plain", "N steps (student alone)", _distilled),
+        R("tg", "N steps, 1st teacher-guided", _tg()),
+        R("plain+1", "N+1 plain steps", _distilled, steps=+1),
+        R("plain+2", "N+2 plain steps", _distilled, steps=+2),
+        R("tg_current", "renoise current", _tg(renoise="current")),
+        R("tg_random", "renoise random", _tg(renoise="random")),
+        R("tg_2", "2 guided steps", _tg(steps=2)),
+        R("euler", "euler", _distilled, solver="euler"),
+        R("euler_tg", "euler + teacher", _tg(), solver="euler"),
+        R("dpm2s", "dpmpp_2s_ancestral", _distilled, solver="dpmpp_2s_ancestral"),
+        R("dpm2s_tg", "dpmpp_2s_ancestral + teacher", _tg(), solver="dpmpp_2s_ancestral"),
+        R("cfg", f"CFG {student_cfg} on the w=1 student", _wrap(_cfg(student_cfg))),
+        R("cfg_tg", f"CFG {student_cfg} + teacher", _tg(_cfg(student_cfg))),
+        R("cfgpp", f"CFG++ lam={student_cfgpp} on the w=1 student", _wrap(_cfgpp(student_cfgpp))),
+        R("cfgpp_tg", f"CFG++ lam={student_cfgpp} + teacher", _tg(_cfgpp(student_cfgpp))),
+        R("karras", "karras from sigma 80", _distilled, schedule="karras"),
+        R("karras_tg", "karras from sigma 80 + teacher", _tg(), schedule="karras"),
+    ]
+    runs += [R(f"lam{v:g}", f"lam = {v:g}", _tg(lam=v)) for v in lams]
+    runs += [R(f"tcfg{v:g}", f"teacher CFG {v:g}", _tg(teacher_cfg=v)) for v in teacher_cfgs]
+    rows = [
+        Row("main", "N steps (student alone)", "plain"),
+        Row("main", "N steps, 1st teacher-guided (N+1 NFE)", "tg", "plain"),
+        Row("main", "N+1 plain steps", "plain+1", "plain"),
+        Row("main", "N+2 plain steps", "plain+2", "plain"),
+        Row("main", "teacher-guided vs N+1 plain (same NFE)", "tg", "plain+1"),
+        Row("renoise", "next (s = t - dt)", "tg", "plain"),
+        Row("renoise", "current (s = t)", "tg_current", "plain"),
+        Row("renoise", "random", "tg_random", "plain"),
+        Row("guided steps", "1 guided step", "tg", "plain"),
+        Row("guided steps", "2 guided steps", "tg_2", "plain"),
+        Row("solver", "lcm: + teacher vs alone", "tg", "plain"),
+        Row("solver", "euler: + teacher vs alone", "euler_tg", "euler"),
+        Row("solver", "dpmpp_2s_ancestral: + teacher vs alone", "dpm2s_tg", "dpm2s"),
+        Row("solver", "euler alone vs lcm alone", "euler", "plain"),
+        Row("solver", "dpmpp_2s_ancestral alone vs lcm alone", "dpm2s", "plain"),
+        Row("student guidance", f"CFG {student_cfg}: + teacher vs alone", "cfg_tg", "cfg"),
+        Row("student guidance", f"CFG++ {student_cfgpp}: + teacher vs alone", "cfgpp_tg", "cfgpp"),
+        Row("student guidance", "CFG++ alone vs CFG alone", "cfgpp", "cfg"),
+        Row("student guidance", "CFG alone vs distilled w alone", "cfg", "plain"),
+        Row("schedule", "own schedule: + teacher vs alone", "tg", "plain"),
+        Row("schedule", "karras from 80: + teacher vs alone", "karras_tg", "karras"),
+        Row("schedule", "karras alone vs own alone", "karras", "plain"),
+    ]
+    rows += [Row("lam", f"lam = {v:g}", f"lam{v:g}", "plain") for v in lams]
+    rows += [Row("teacher CFG", f"teacher CFG {v:g}", f"tcfg{v:g}", "plain") for v in teacher_cfgs]
+    return runs, rows
+
+
+def _wrap(make: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+    return lambda s, t: make(s)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of its two-sided t-interval (``nan`` half-width for one value)."""
+    k = len(values)
+    m = sum(values) / k
+    if k < 2:
+        return m, float("nan")
+    from scipy.stats import t  # lazy: heavy
+
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (k - 1))
+    return m, float(t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
+
+
+def verdict(m: float, h: float, better_low: bool) -> str:
+    """``better`` / ``worse`` when the interval excludes 0, else ``no clear difference``."""
+    if math.isnan(h) or abs(m) <= h:
+        return "no clear difference"
+    return "better" if (m < 0) == better_low else "worse"
+
+
+# ----------------------------------------------------------------------------- sampling + scoring
+
+
+class Scorer:
+    """The classifier, the reference statistics (real train split) and the real-data floor."""
+
+    def __init__(self, classifier: Any = None):
+        from ..models.digits.classifier import feature_stats, frechet_distance, load_classifier
+        from ..models.digits.data import load
+
+        self.clf = classifier or load_classifier()
+        self._fd, self._stats = frechet_distance, feature_stats
+        x_ref, _ = load("train")
+        self.ref = feature_stats(self.clf, x_ref)
+        x_test, y_test = load("test")
+        self.floor = {"FD": frechet_distance(feature_stats(self.clf, x_test), self.ref),
+                      "acc": float((self.clf(x_test).argmax(1) == y_test).float().mean()), "n": len(x_test)}
+
+    def __call__(self, x: Any, labels: Any) -> dict[str, float]:
+        import torch
+
+        with torch.no_grad():
+            logits = self.clf(x)
+        return {"FD": self._fd(self._stats(self.clf, x), self.ref),
+                "acc": float((logits.argmax(1) == labels).float().mean())}
+
+
+def sample_run(run: Run, student: Any, teacher: Any, cond: dict, uncond: dict, seeds: list[int]) -> Any:
+    """Samples ``[n, 1, 8, 8]`` of one configuration (``tgsample.sample``)."""
+    from ..sampling import sample
+
+    d = student.defaults
+    model = teacher if run.model == "teacher" else student
+    kw: dict[str, Any] = {}
+    steps = d["steps"] + run.steps if run.steps is not None else d["steps"]
+    if run.schedule is not None:
+        kw.update(schedule=run.schedule, steps=steps, **run.schedule_options)
+    else:
+        kw.update(steps=steps)
+    return sample(model, cond, uncond=uncond, seeds=seeds, solver=run.solver,
+                  guidance=run.guidance(student, teacher), **kw)
+
+
+def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n: int = 1000, seed: int = 0,
+             lams: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0), teacher_cfgs: Sequence[float] = (1, 1.5, 2, 3, 4),
+             student_cfg: float = 2.0, student_cfgpp: float = 0.6, teacher_steps: int = 32,
+             teacher_replicates: Optional[int] = None, scorer: Optional[Scorer] = None,
+             progress: bool = True) -> dict:
+    """Score every run on every replicate; returns a JSON-able dict of raw per-replicate metrics."""
+    import torch
+    from tqdm.auto import tqdm
+
+    scorer = scorer or Scorer()
+    runs, rows = _plan(lams, teacher_cfgs, student_cfg, student_cfgpp)
+    labels = torch.arange(n) % 10
+    cond, uncond = next(iter(students.values())).encode(labels.tolist(), None)
+    out: dict[str, Any] = {"n": n, "replicates": replicates, "seed": seed, "floor": scorer.floor,
+                           "threads": torch.get_num_threads(), "students": {}, "rows": [r.__dict__ for r in rows],
+                           "labels": {r.key: r.label for r in runs}}
+    t_reps = replicates if teacher_replicates is None else min(teacher_replicates, replicates)
+    total = sum(replicates * len(runs) for _ in students) + t_reps
+    bar = tqdm(total=total, desc="bench quality", unit="run", disable=not progress)
+    # the ceiling: the teacher, many steps (its own defaults: CFG at the first student's w)
+    w0 = next(iter(students.values())).defaults["w"]
+    from ..guidance import CFG
+    from ..sampling import sample
+
+    tres = []
+    for r in range(t_reps):
+        seeds = [seed + r * n + i for i in range(n)]
+        t0 = time.perf_counter()
+        x = sample(teacher, cond, uncond=uncond, seeds=seeds, solver="euler", schedule="karras",
+                   steps=teacher_steps, guidance=CFG(w0))
+        tres.append({**scorer(x, labels), "time": time.perf_counter() - t0})
+        bar.update(1)
+    out["teacher"] = {"label": f"teacher, {teacher_steps} Euler steps (karras), CFG {w0:g}", "results": tres}
+    for name, student in students.items():
+        res: dict[str, list[dict]] = {run.key: [] for run in runs}
+        for r in range(replicates):
+            seeds = [seed + r * n + i for i in range(n)]
+            for run in runs:
+                t0 = time.perf_counter()
+                x = sample_run(run, student, teacher, cond, uncond, seeds)
+                res[run.key].append({**scorer(x, labels), "time": time.perf_counter() - t0})
+                bar.update(1)
+        d = student.defaults
+        out["students"][name] = {"results": res, "defaults": {k: d[k] for k in ("sigmas", "steps", "solver", "w",
+                                                                                "lam", "renoise", "teacher_cfg")},
+                                 "params": sum(p.numel() for p in student.denoiser.parameters())}
+    bar.close()
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _fmt(m: float, h: float, digits: int) -> str:
+    return f"{m:+.{digits}f} ± {h:.{digits}f}" if not math.isnan(h) else f"{m:+.{digits}f}"
+
+
+def _summary(vals: list[dict], key: str) -> tuple[float, float]:
+    return mean_ci([v[key] for v in vals])
+
+
+def markdown(result: dict, command: str = "") -> str:
+    """The tables (one per study, both students side by side in rows)."""
+    n, k = result["n"], result["replicates"]
+    lines = [f"Paired over {k} replicates x {n} samples (classes balanced); mean ± 95 % t-interval half-width. "
+             f"FD: Frechet distance in the digit classifier's feature space vs the real train split "
+             f"(lower is better); acc: classifier accuracy on the requested digit (higher is better); "
+             f"Δ = configuration − baseline on the same noise; time = wall seconds per {n} samples "
+             f"({result['threads']} CPU thread(s)).", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    f = result["floor"]
+    t = result["teacher"]["results"]
+    fd, fh = _summary(t, "FD")
+    ac, ah = _summary(t, "acc")
+    lines += ["| reference | FD | acc | time (s) |", "|---|---|---|---|",
+              f"| real data floor (held-out test split, n={f['n']}) | {f['FD']:.3f} | {f['acc']:.3f} | |",
+              f"| {result['teacher']['label']} ({len(t)} replicates) | {fd:.3f} ± {fh:.3f} | {ac:.4f} ± {ah:.4f} | "
+              f"{sum(v['time'] for v in t) / len(t):.2f} |"]
+    for name, s in result["students"].items():
+        d = s["defaults"]
+        lines += ["", f"Student `{name}` ({s['params']:,} parameters): own schedule {d['sigmas']}, {d['steps']} steps, "
+                  f"solver {d['solver']}, w = {d['w']}; teacher guidance: lam = {d['lam']}, renoise {d['renoise']}, "
+                  f"teacher CFG {d['teacher_cfg']}, first step."]
+    tables: dict[str, list[dict]] = {}
+    for row in result["rows"]:
+        tables.setdefault(row["table"], []).append(row)
+    for table, rows in tables.items():
+        lines += ["", f"### {table}", "", "| student | configuration | baseline | FD | ΔFD | Δacc | verdict | time (s) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, s in result["students"].items():
+            res = s["results"]
+            for row in rows:
+                run = res[row["run"]]
+                fd, fh = _summary(run, "FD")
+                tm = sum(v["time"] for v in run) / len(run)
+                if row["base"] is None:
+                    ac, ah = _summary(run, "acc")
+                    lines.append(f"| {name} | {row['label']} | — | {fd:.3f} ± {fh:.3f} | | acc {ac:.4f} ± {ah:.4f} | | {tm:.2f} |")
+                    continue
+                base = res[row["base"]]
+                dfd = mean_ci([a["FD"] - b["FD"] for a, b in zip(run, base)])
+                dac = mean_ci([a["acc"] - b["acc"] for a, b in zip(run, base)])
+                v_fd, v_ac = verdict(*dfd, better_low=True), verdict(*dac, better_low=False)
+                verdict_s = f"FD {v_fd}; acc {v_ac}"
+                lines.append(f"| {name} | {row['label']} | {result['labels'][row['base']]} | {fd:.3f} | "
+                             f"{_fmt(*dfd, 3)} | {_fmt(*dac, 4)} | {verdict_s} | {tm:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> Path:
+    """A forest plot (PIL): ΔFD with its 95 % interval for every paired row, one panel per student."""
+    from PIL import Image, ImageDraw
+
+    students = list(result["students"])
+    rows = [r for r in result["rows"] if r["base"] is not None]
+    row_h, left, width, top = 18, 430, 300, 40
+    W = left + (width + 40) * len(students) + 20
+    H = top + row_h * len(rows) + 40
+    img = Image.new("RGB", (W, H), "white")
+    g = ImageDraw.Draw(img)
+    g.text((10, 8), "ΔFD vs baseline (paired, 95% CI); left of the red line = better".replace("Δ", "d"), fill="black")
+    for k, name in enumerate(students):
+        res = result["students"][name]["results"]
+        stats = [mean_ci([a["FD"] - b["FD"] for a, b in zip(res[r["run"]], res[r["base"]])]) for r in rows]
+        span = max(1e-6, max(abs(m) + (0 if math.isnan(h) else h) for m, h in stats))
+        x0 = left + k * (width + 40)
+        to_x = lambda v: x0 + width / 2 + v / span * (width / 2 - 5)  # noqa: E731
+        g.text((x0, top - 16), f"{name} (range ±{span:.2f})", fill="black")
+        g.line([(to_x(0), top), (to_x(0), top + row_h * len(rows))], fill="red")
+        for j, ((m, h), r) in enumerate(zip(stats, rows)):
+            y = top + j * row_h + row_h // 2
+            if k == 0:
+                g.text((10, y - 6), f"{r['table']}: {r['label']}"[:70], fill="black")
+            hh = 0 if math.isnan(h) else h
+            color = "green" if m + hh < 0 else ("firebrick" if m - hh > 0 else "gray")
+            g.line([(to_x(m - hh), y), (to_x(m + hh), y)], fill=color, width=2)
+            g.ellipse([to_x(m) - 3, y - 3, to_x(m) + 3, y + 3], fill=color)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _floats(s: str) -> list[float]:
+    return [float(v) for v in s.split(",") if v.strip()]
+
+
+def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="tgsample bench quality", description=__doc__.split("\n")[0])
+    p.add_argument("--students", default="digits,digits-compact", help="comma-separated registered students")
+    p.add_argument("--teacher", default="digits")
+    p.add_argument("--seeds", type=int, default=10, help="replicates (paired seeds sets); default 10")
+    p.add_argument("--n", type=int, default=1000, help="samples per replicate; default 1000")
+    p.add_argument("--seed", type=int, default=0, help="first noise seed")
+    p.add_argument("--lams", type=_floats, default=[0.1, 0.2, 0.3, 0.5, 0.7, 1.0])
+    p.add_argument("--teacher-cfgs", type=_floats, default=[1, 1.5, 2, 3, 4])
+    p.add_argument("--student-cfg", type=float, default=2.0, help="CFG scale on the w=1 student")
+    p.add_argument("--student-cfgpp", type=float, default=0.6, help="CFG++ lam on the w=1 student")
+    p.add_argument("--teacher-steps", type=int, default=32)
+    p.add_argument("--teacher-seeds", type=int, default=None, help="replicates of the teacher ceiling (default: --seeds)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench"), help="writes quality.md, quality.json, quality.png")
+    a = p.parse_args(argv)
+    from ..errors import ConfigError
+
+    if a.seeds < 1 or a.n < 10:
+        raise ConfigError(f"--seeds={a.seeds} must be >= 1 and --n={a.n} >= 10 (one sample per class)")
+    return a
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import sys
+
+    a = parse(argv)
+    import torch
+
+    from .. import registry
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    students = {name: registry.create("students", name) for name in a.students.split(",") if name}
+    teacher = registry.create("teachers", a.teacher)
+    t0 = time.perf_counter()
+    result = evaluate(students, teacher, replicates=a.seeds, n=a.n, seed=a.seed, lams=a.lams,
+                      teacher_cfgs=a.teacher_cfgs, student_cfg=a.student_cfg, student_cfgpp=a.student_cfgpp,
+                      teacher_steps=a.teacher_steps, teacher_replicates=a.teacher_seeds)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    command = "tgsample bench quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "quality.json").write_text(json.dumps(result, indent=1))
+    md = markdown(result, command.strip())
+    (a.out / "quality.md").write_text(md)
+    png = plot(result, a.out / "quality.png")
+    print(md)
+    print(f"wrote {a.out / 'quality.md'}, {a.out / 'quality.json'}, {png} in {result['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
