@@ -67,8 +67,10 @@ def render(entries: Sequence[registry.Entry], check: bool) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of ``tgsample list``; returns the exit status."""
     args = parser().parse_args(argv)
-    found = registry.check(args.kind) if args.check else registry.entries(args.kind)
-    found = [e for e in found if fnmatch.fnmatchcase(e.name, args.pattern)]
+    if args.check:
+        found = registry.check(args.kind, args.pattern)
+    else:
+        found = [e for e in registry.entries(args.kind) if fnmatch.fnmatchcase(e.name, args.pattern)]
     if args.json:
         print(json.dumps([e.as_dict() for e in found], indent=2))
     else:

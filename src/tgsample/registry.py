@@ -311,7 +311,7 @@ def _conform(kind: str, obj: Any, label: str) -> None:
         if _is_guidance_instance(obj) or callable(obj):
             return
         raise PluginError(
-            f"{label} is a {type(obj).__name__}, not a guidance: register a tgsample.guidance.Guidance "
+            f"{label} is an object of type {type(obj).__name__}, not a guidance: register a tgsample.guidance.Guidance "
             "class, a factory returning one, or a Guidance instance"
         )
     if not callable(obj):
@@ -319,7 +319,7 @@ def _conform(kind: str, obj: Any, label: str) -> None:
                 "schedules": "a schedule function schedule(steps, model=None, **options) -> sigmas",
                 "students": "a factory returning a tgsample.models.Model",
                 "teachers": "a factory returning a tgsample.models.Model"}[kind]
-        raise PluginError(f"{label} is a {type(obj).__name__}, which is not callable; expected {what}")
+        raise PluginError(f"{label} is an object of type {type(obj).__name__}, which is not callable; expected {what}")
 
 
 def _is_guidance_instance(obj: Any) -> bool:
@@ -334,7 +334,7 @@ def _check_product(kind: str, name: str, product: Any, src: _Source) -> Any:
     if kind == "guidance":
         if not _is_guidance_instance(product):
             raise PluginError(
-                f"{src.label()} produced a {type(product).__name__}, which does not conform to "
+                f"{src.label()} produced an object of type {type(product).__name__}, which does not conform to "
                 "tgsample.guidance.Guidance (callable with needs_step and splits_direction attributes)"
             )
     elif kind in ("students", "teachers"):
@@ -342,7 +342,7 @@ def _check_product(kind: str, name: str, product: Any, src: _Source) -> Any:
 
         if not isinstance(product, Model):
             raise PluginError(
-                f"{src.label()} produced a {type(product).__name__}; a {kind[:-1]} factory must return "
+                f"{src.label()} produced an object of type {type(product).__name__}; a {kind[:-1]} factory must return "
                 "a tgsample.models.Model"
             )
     return product
@@ -500,15 +500,19 @@ def _entry(src: _Source, *, active: bool, conflict: Optional[str]) -> Entry:
     return Entry(src.name, src.kind, src.value, src.dist, src.version, src.builtin, active, status, error, conflict)
 
 
-def check(kind: Optional[str] = None) -> list[Entry]:
-    """Load every registration (like ``tgsample list --check``) and return the updated :func:`entries`."""
+def check(kind: Optional[str] = None, pattern: str = "*") -> list[Entry]:
+    """Load every registration of ``kind`` (all kinds by default) whose name matches ``pattern``,
+    like ``tgsample list --check``; returns the matching, updated :func:`entries`. Never raises
+    for a broken plugin: its record says ``failed`` and why."""
     with _lock:
         found = _discover()
         for k in KINDS if kind is None else (check_kind(kind),):
-            for sources in found[k].values():
+            for name, sources in found[k].items():
+                if not fnmatch.fnmatchcase(name, pattern):
+                    continue
                 for src in sources:
                     try:
                         _load(src)
                     except PluginError:
                         pass
-    return entries(kind)
+    return [e for e in entries(kind) if fnmatch.fnmatchcase(e.name, pattern)]
