@@ -1,11 +1,6 @@
-"""The installed plugin, as a user meets it: found through entry points, sampled by name, listed by the CLI."""
+"""The installed plugin, as a user meets it: found through entry points and sampled by name (tgsample.sample)."""
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -93,20 +88,3 @@ def test_apg_on_a_unet_model_through_the_public_api():
     assert (out - cfg).abs().max() > 1e-4  # the projection changes the result
     same = tgsample.sample(model, cond, guidance={"name": "apg", "scale": 4.0, "eta": 1.0, "momentum": 0.0}, **common)
     torch.testing.assert_close(same, cfg, rtol=1e-4, atol=1e-4)
-
-
-def tgsample_cli(*args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("tgsample")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
-
-
-def test_cli_lists_and_checks_the_plugin():
-    done = tgsample_cli("list", "--json")
-    assert done.returncode == 0, done.stderr
-    rows = {(r["kind"], r["name"]): r for r in json.loads(done.stdout)}
-    for key, value in PLUGIN.items():
-        assert rows[key]["dist"] == "tgsample-apg" and rows[key]["value"] == value
-    checked = tgsample_cli("list", "guidance", "--check", "--pattern", "apg")
-    assert checked.returncode == 0, checked.stderr
-    [line] = [ln for ln in checked.stdout.splitlines() if ln.startswith("apg")]
-    assert "tgsample-apg" in line and " ok" in line
