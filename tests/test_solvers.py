@@ -272,3 +272,42 @@ def test_unknown_solver_and_schedule_names():
         tgsample.sample(D, seeds=[0], sigmas=SIGMAS, shape=(2,), solver="eulr")
     with pytest.raises(tgsample.UnknownNameError, match="karas"):
         tgsample.sample(D, seeds=[0], schedule="karas", steps=4, shape=(2,))
+
+
+# --- the same properties, over schedules and seeds Hypothesis picks ---
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+schedules = st.lists(st.floats(min_value=0.05, max_value=80.0), min_size=1, max_size=6, unique=True).map(
+    lambda v: torch.tensor(sorted(v, reverse=True) + [0.0]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(sigmas=schedules, solver=st.sampled_from(OWN), name=st.sampled_from(sorted(GUIDANCES)))
+def test_point_mass_lands_on_the_point_for_any_schedule(sigmas, solver, name):
+    make, target = GUIDANCES[name]
+    guidance = make()
+    renoise = "next" if len(sigmas) > 2 else "current"  # a 1-step schedule has no sigma_{i+1} > 0
+    if name == "teacher_cfgpp" and len(sigmas) <= 4:  # step 2 must not be the last step
+        guidance = TeacherGuidance(point_mass({0: P_C, -1: P_U}), lam=0.5, steps=[0], noise="hybrid",
+                                   renoise=renoise, student=CFGPP(1.0))
+    if name == "teacher":
+        guidance = TeacherGuidance(point_mass({0: P_C, -1: P_U}), lam=0.7, steps=max(1, min(2, len(sigmas) - 2)),
+                                   renoise=renoise)
+    D = point_mass({0: P_C, -1: P_U})
+    cond, uncond = _cond(2)
+    x = tgsample.sample(D, cond, uncond=uncond, seeds=[0, 1], sigmas=sigmas, solver=solver, guidance=guidance, shape=(3,))
+    assert torch.allclose(x, target.expand_as(x), atol=1e-4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seeds=st.lists(st.integers(0, 2**40), min_size=2, max_size=6, unique=True), data=st.data())
+def test_each_sample_depends_only_on_its_seed(seeds, data):
+    D = rational_denoiser(0)
+    g = TeacherGuidance(rational_denoiser(1), lam=0.5, steps=1, renoise="random", noise="hybrid")
+    labels = torch.tensor([s % 4 for s in seeds])
+    full = tgsample.sample(D, {"label": labels}, seeds=seeds, sigmas=SIGMAS, solver="dpmpp_2s_ancestral", guidance=g)
+    idx = data.draw(st.permutations(range(len(seeds))))[: data.draw(st.integers(1, len(seeds)))]
+    part = tgsample.sample(D, {"label": labels[idx]}, seeds=[seeds[i] for i in idx], sigmas=SIGMAS,
+                           solver="dpmpp_2s_ancestral", guidance=g)
+    assert torch.equal(part, full[idx])
