@@ -111,7 +111,7 @@ class _Source:
     error: Optional[PluginError] = None
 
     def describe(self) -> str:
-        return f"{self.dist} {self.version} ({self.value})".replace(" () ", " ").strip()
+        return " ".join(p for p in (self.dist, self.version, f"({self.value})") if p)
 
     def label(self) -> str:
         return f"{self.kind} {self.name!r} = {self.value} from {self.dist} {self.version}".rstrip()
