@@ -32,7 +32,7 @@ def test_invalid_schedules_are_rejected(bad, match):
         S.validate_sigmas(bad)
 
 
-@given(st.lists(st.floats(min_value=1e-3, max_value=100.0, width=32), min_size=1, max_size=20, unique=True))
+@given(st.lists(st.floats(min_value=0.0009765625, max_value=100.0, width=32), min_size=1, max_size=20, unique=True))
 def test_any_strictly_decreasing_positive_list_plus_zero_is_valid(values):
     s = S.validate_sigmas(sorted(values, reverse=True) + [0.0])
     assert torch.all(s[1:] < s[:-1]) and s[-1] == 0
