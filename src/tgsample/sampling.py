@@ -113,7 +113,7 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Seque
 
     Args:
         model: a denoiser ``D(x, sigma, **cond)``, a :class:`~tgsample.models.Model`, or a student's registry name.
-        cond, uncond: conditioning dicts (batch-first tensors), passed to the denoiser as keywords.
+        cond: conditioning dict (batch-first tensors), passed to the denoiser as keywords.
         seeds: one seed per sample. Sample ``i`` depends only on ``seeds[i]`` (and its cond), never on
             the batch size or its position in the batch.
         sigmas: an explicit schedule (strictly decreasing, ending at 0); or ``schedule`` + ``steps``
@@ -121,6 +121,7 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Seque
         solver: registry name (``euler``, ``euler_ancestral``, ``dpmpp_2m``, ``dpmpp_2s_ancestral``, ``lcm``,
             ``tcd``, ``k_*`` for k-diffusion's stock samplers) or a solver function.
         guidance: a :class:`~tgsample.guidance.Guidance`, a registry name, or ``{"name": ..., **options}``.
+        uncond: the unconditional (or negative) conditioning dict for CFG-type guidances.
         shape: per-sample shape (default: the model's ``sample_shape``).
         **solver_options: passed to the solver (``eta``, ``gamma``, ...).
     """

@@ -1,0 +1,125 @@
+"""The docs cannot drift from the code.
+
+* Every ```python block of every page under docs/ is executed, page by page, in one namespace
+  per page (so a page reads as one session). A block preceded by ``<!-- skip: reason -->`` is
+  not run (only for examples that need a GPU or a real hub model); the reason is required.
+* Every public module and every public name of ``tgsample`` has an API reference entry.
+* Every built-in solver, schedule and guidance name is mentioned in the guides.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)\s*(?P<info>[^\n]*)$")
+SKIP = re.compile(r"<!--\s*skip(?P<colon>:)?\s*(?P<reason>.*?)\s*-->")
+
+
+def code_blocks(text: str) -> list[tuple[int, str, str, str | None]]:
+    """``(line, language, code, skip_reason)`` of each fenced block; ``line`` is the 1-based line of its code.
+
+    ``skip_reason`` is ``None`` for a block that runs, ``""`` for a skip marker without a reason.
+    """
+    lines = text.splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence, info = m["indent"], m["fence"], m["info"].strip()
+        lang = re.split(r"[\s{]", info, maxsplit=1)[0].lower() if info else ""
+        fence_at, body = i, []
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
+            i += 1
+        i += 1
+        prev = next((lines[j] for j in range(fence_at - 1, -1, -1) if lines[j].strip()), "")
+        skip = SKIP.search(prev)
+        reason = None if skip is None else skip["reason"]
+        blocks.append((fence_at + 2, lang, textwrap.dedent("\n".join(body)), reason))  # 1-based first code line
+    return blocks
+
+
+def pages() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md") if "python" in p.read_text())
+
+
+def test_code_blocks_are_found():
+    sample = "text\n\n```python\nx = 1\n```\n\n<!-- skip: needs a GPU -->\n```python\ny = 2\n```\n```bash\nls\n```\n"
+    assert code_blocks(sample) == [(4, "python", "x = 1", None), (9, "python", "y = 2", "needs a GPU"),
+                                   (12, "bash", "ls", None)]
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_page_examples_run(page: Path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    torch.set_num_threads(1)
+    namespace: dict = {"__name__": f"docs.{page.stem}"}
+    ran = 0
+    for line, lang, code, reason in code_blocks(page.read_text()):
+        if lang not in ("python", "py"):
+            continue
+        if reason is not None:
+            assert reason, f"{page.name}:{line}: a skipped example must say why (<!-- skip: reason -->)"
+            continue
+        try:
+            # pad so that tracebacks give the line numbers of the page itself
+            exec(compile("\n" * (line - 1) + code, str(page.relative_to(ROOT)), "exec"), namespace)
+        except Exception as exc:
+            where = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(page.relative_to(ROOT))]
+            raise AssertionError(f"example at {page.relative_to(ROOT)} line {where[-1] if where else line} failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        ran += 1
+    assert ran, f"{page.name} has python blocks but none ran"
+
+
+def documented() -> set[str]:
+    """Dotted paths that an API page renders with ``::: path``."""
+    found = set()
+    for p in (DOCS / "api").glob("*.md"):
+        found |= set(re.findall(r"^:::\s*([\w.]+)", p.read_text(), re.M))
+    return found
+
+
+def test_every_public_module_has_an_api_page():
+    import tgsample
+
+    paths = documented()
+    for module in tgsample._SUBMODULES:
+        full = f"tgsample.{module}"
+        assert any(p == full or p.startswith(full + ".") for p in paths), f"{full} has no '::: {full}' API page"
+
+
+def test_every_public_name_is_documented():
+    import importlib
+
+    import tgsample
+
+    paths = documented()
+    missing = []
+    for name, module in tgsample._EXPORTS.items():
+        obj = getattr(importlib.import_module(module), name)
+        home = getattr(obj, "__module__", module)
+        if not any(home == p or home.startswith(p + ".") for p in paths):
+            missing.append(f"{name} (defined in {home})")
+    assert not missing, f"public names without an API reference entry: {missing}"
+
+
+def test_guides_mention_every_builtin_component():
+    from tgsample import registry
+
+    text = "\n".join(p.read_text() for p in DOCS.glob("*.md"))
+    builtin = {kind: [e.name for e in registry.entries(kind) if e.builtin]
+               for kind in ("solvers", "schedules", "guidance")}
+    missing = [f"{kind} {name!r}" for kind, names in builtin.items() for name in names if f"`{name}`" not in text]
+    assert not missing, f"built-in components the guides never mention: {missing}"
