@@ -1,0 +1,16 @@
+"""Distributed batch generation on Lightning ``Trainer.predict`` (``tgsample generate``).
+
+* :mod:`.data`: generation records (id, prompt or class, negative, seed, overrides) and sharding;
+* :mod:`.module`: :class:`GenerationModule`, whose ``predict_step`` is :func:`tgsample.sample`;
+* :mod:`.writer`: :class:`GenerationWriter`: atomic PNGs, manifest, resume, SIGTERM;
+* :mod:`.cli`: the LightningCLI front end.
+
+Importing this package imports Lightning (seconds); ``import tgsample`` does not import it.
+"""
+
+from .data import GenerationData, Record, build_records, read_records
+from .module import GenerationModule
+from .writer import GenerationInterrupted, GenerationWriter
+
+__all__ = ["GenerationData", "GenerationInterrupted", "GenerationModule", "GenerationWriter", "Record",
+           "build_records", "read_records"]

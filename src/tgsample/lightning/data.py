@@ -1,0 +1,296 @@
+"""Generation records and the data module that shards them over processes.
+
+A :class:`Record` is one image to make: ``(id, prompt, negative, seed, overrides)``. ``prompt`` is
+whatever the student's ``encode`` takes (a text prompt, or a class label such as ``3`` for the
+digit models). Records come from a prompt file (``.txt``: one prompt a line; ``.csv``: a header
+with ``prompt`` or ``class`` and optionally ``id``, ``negative``, ``seed``, ``overrides`` (JSON);
+``.jsonl``: one object a line with the same keys) or from a list of prompts, each crossed with
+``seeds`` unless the record names its own seed.
+
+Ids are stable: an explicit ``id``, else ``<index>`` (6 digits, the record's position among the
+file's records) for a record with its own seed, else ``<index>-<seed>``. So a record means the
+same thing on every run and every rank, and ``<id>.png`` names its image.
+
+Sharding is done here, not by Lightning: ``Trainer.predict`` under DDP wraps the sampler in
+``UnrepeatedDistributedSamplerWrapper``, which asserts on a rank with no records. The data module
+gives rank ``r`` of ``W`` the pending records ``r, r + W, ...`` (strided, never padded or repeated)
+through a sampler Lightning leaves alone, and a rank with no records gets one empty placeholder
+batch so that every rank runs the same hooks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+from ..errors import ConfigError
+
+__all__ = ["Record", "OVERRIDE_KEYS", "read_records", "build_records", "check_unique", "GenerationData",
+           "shard"]
+
+#: settings a record may override for itself (the models are built once per run).
+OVERRIDE_KEYS = ("guidance", "solver", "solver_options", "schedule", "schedule_options", "steps", "sigmas")
+RECORD_KEYS = ("id", "prompt", "class", "negative", "negative_prompt", "seed", "overrides")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image to generate.
+
+    Attributes:
+        id: stable, file-name safe (``[A-Za-z0-9._-]``); the image is ``images/<id>.png``.
+        prompt: what the student encodes (text, or a class label).
+        seed: the sample's seed (its noise streams depend on it alone).
+        negative: negative prompt / class, or ``None``.
+        overrides: per-record settings (keys in :data:`OVERRIDE_KEYS`).
+    """
+
+    id: str
+    prompt: Any
+    seed: int
+    negative: Any = None
+    overrides: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        """Canonical JSON of what the record asks for (its identity on disk)."""
+        return json.dumps({k: v for k, v in self.as_dict().items()}, sort_keys=True, default=str)
+
+
+def _check_id(value: Any, where: str) -> str:
+    s = str(value)
+    if not _ID.match(s):
+        raise ConfigError(f"{where}: id {s!r} is not allowed; ids are 1-128 characters from "
+                          "[A-Za-z0-9._-], starting with a letter or digit (they name files)")
+    return s
+
+
+def _check_overrides(value: Any, where: str) -> dict:
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: overrides {value!r} is not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: overrides must be an object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(OVERRIDE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: cannot override {unknown}; a record may override: {', '.join(OVERRIDE_KEYS)}")
+    return dict(value)
+
+
+def _seed(value: Any, where: str) -> int:
+    try:
+        seed = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: seed {value!r} is not an integer") from None
+    if isinstance(value, float) and value != seed or not 0 <= seed < 2**63:
+        raise ConfigError(f"{where}: seed {value!r} must be an integer in [0, 2**63)")
+    return seed
+
+
+def _expand(index: int, row: dict, seeds: Sequence[int], where: str) -> list[Record]:
+    """The record(s) of one row: its own seed, or one record per seed of ``seeds``."""
+    unknown = sorted(set(row) - set(RECORD_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(RECORD_KEYS)}")
+    if ("prompt" in row) == ("class" in row):
+        raise ConfigError(f"{where}: give exactly one of 'prompt' or 'class' (got keys {sorted(row)})")
+    prompt = row["prompt"] if "prompt" in row else row["class"]
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip() and "class" in row):
+        raise ConfigError(f"{where}: the prompt/class is empty")
+    negative = row.get("negative", row.get("negative_prompt"))
+    negative = None if negative == "" else negative
+    overrides = _check_overrides(row.get("overrides"), where)
+    base = _check_id(row["id"], where) if row.get("id") not in (None, "") else f"{index:06d}"
+    if row.get("seed") not in (None, ""):
+        return [Record(base, prompt, _seed(row["seed"], where), negative, overrides)]
+    return [Record(f"{base}-{s}", prompt, s, negative, overrides) for s in seeds]
+
+
+def check_unique(records: Sequence[Record], source: str = "records") -> list[Record]:
+    """``records`` unchanged, or :class:`ConfigError` naming the duplicated ids."""
+    seen: dict[str, int] = {}
+    dups: list[str] = []
+    for i, r in enumerate(records):
+        if r.id in seen:
+            dups.append(f"{r.id!r} (records {seen[r.id]} and {i})")
+        seen.setdefault(r.id, i)
+    if dups:
+        more = f" and {len(dups) - 5} more" if len(dups) > 5 else ""
+        raise ConfigError(f"{source}: duplicate id(s) {', '.join(dups[:5])}{more}; every record needs its own id")
+    return list(records)
+
+
+def _seeds(seeds: Union[int, Sequence[int]]) -> list[int]:
+    out = list(range(seeds)) if isinstance(seeds, int) else [_seed(s, "seeds") for s in seeds]
+    if not out:
+        raise ConfigError(f"seeds={seeds!r} gives no seeds; give a count >= 1 or a list of integers")
+    return out
+
+
+def build_records(prompts: Iterable[Any], seeds: Union[int, Sequence[int]] = 1,
+                  negative: Any = None) -> list[Record]:
+    """Prompts x seeds: record ``<index>-<seed>`` for each prompt (a str/int, or a row dict) and seed."""
+    seeds = _seeds(seeds)
+    out: list[Record] = []
+    for i, p in enumerate(prompts):
+        row = dict(p) if isinstance(p, dict) else {"prompt": p, "negative": negative}
+        out += _expand(i, row, seeds, f"prompts[{i}]")
+    if not out:
+        raise ConfigError("no prompts were given; give at least one prompt or class")
+    return check_unique(out, "prompts")
+
+
+def _rows_txt(path: Path) -> Iterator[tuple[str, dict]]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield f"{path}:{n}", {"prompt": line.rstrip("\r\n")}
+
+
+def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: line {n} must be a JSON object, got {type(row).__name__}")
+            yield where, row
+
+
+def _rows_csv(path: Path) -> Iterator[tuple[str, dict]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            return
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in row:
+                raise ConfigError(f"{where}: line {reader.line_num} has more fields than the header")
+            yield where, {k: v for k, v in row.items() if v not in (None, "")}
+
+
+READERS = {".txt": _rows_txt, ".jsonl": _rows_jsonl, ".csv": _rows_csv}
+
+
+def read_records(path: Union[str, Path], seeds: Union[int, Sequence[int]] = 1) -> list[Record]:
+    """The records of a ``.txt``, ``.csv`` or ``.jsonl`` prompt file (see the module docs)."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ConfigError(f"prompt file {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(READERS)}")
+    if not path.is_file():
+        raise ConfigError(f"prompt file {str(path)!r} does not exist")
+    seeds = _seeds(seeds)
+    out: list[Record] = []
+    for i, (where, row) in enumerate(reader(path)):
+        out += _expand(i, row, seeds, where)
+    if not out:
+        raise ConfigError(f"prompt file {str(path)!r} is empty: it has no prompts (blank lines are skipped)")
+    return check_unique(out, str(path))
+
+
+def shard(items: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """Rank ``rank``'s share of ``items``: positions ``rank, rank + world, ...`` (may be empty)."""
+    return list(items[rank::world])
+
+
+def _collate(batch: list) -> list:
+    return [r for r in batch if r is not None]
+
+
+def _local_sampler(n: int):
+    """A sequential sampler over an already-sharded dataset. It subclasses ``DistributedSampler`` only so
+    that Lightning does not wrap it in its own distributed sampler."""
+    from torch.utils.data import DistributedSampler
+
+    class LocalShardSampler(DistributedSampler):
+        def __init__(self, n: int):  # noqa: D401 - no process group needed: the shard is already local
+            self.n = n
+
+        def __iter__(self) -> Iterator[int]:
+            return iter(range(self.n))
+
+        def __len__(self) -> int:
+            return self.n
+
+        def set_epoch(self, epoch: int) -> None:
+            pass
+
+    return LocalShardSampler(n)
+
+
+def _datamodule_base():
+    from lightning.pytorch import LightningDataModule
+
+    return LightningDataModule
+
+
+class GenerationData(_datamodule_base()):
+    """Records from ``prompt_file`` or ``prompts`` (crossed with ``seeds``), sharded over the processes.
+
+    Args:
+        prompt_file: a ``.txt``, ``.csv`` or ``.jsonl`` file (see :mod:`tgsample.lightning.data`).
+        prompts: prompts or class labels given directly (instead of a file).
+        seeds: a count ``n`` (seeds ``0..n-1``) or a list of seeds, for records without their own seed.
+        negative: one negative prompt for every record of ``prompts`` that has none.
+        batch_size: records per ``predict_step``.
+        num_workers: DataLoader workers (records are tiny: 0 is right almost always).
+    """
+
+    def __init__(self, prompt_file: Optional[str] = None, prompts: Optional[list[Union[str, int]]] = None,
+                 seeds: Union[int, list[int]] = 1, negative: Optional[str] = None, batch_size: int = 8,
+                 num_workers: int = 0):
+        super().__init__()
+        if (prompt_file is None) == (prompts is None):
+            raise ConfigError("give exactly one of prompt_file=... or prompts=[...] "
+                              f"(got prompt_file={prompt_file!r}, prompts={prompts!r})")
+        if int(batch_size) < 1:
+            raise ConfigError(f"batch_size={batch_size!r} must be >= 1")
+        self.prompt_file, self.prompts, self.seeds = prompt_file, prompts, seeds
+        self.negative, self.batch_size, self.num_workers = negative, int(batch_size), int(num_workers)
+        self._records: Optional[list[Record]] = None
+        self.pending: Optional[list[Record]] = None  # set by the writer: what is left to do
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record of the job (read once)."""
+        if self._records is None:
+            self._records = (read_records(self.prompt_file, self.seeds) if self.prompt_file is not None
+                             else build_records(self.prompts, self.seeds, self.negative))
+        return self._records
+
+    def setup(self, stage: str) -> None:
+        _ = self.records  # bad input fails here, on every rank, before any model is built
+
+    def transfer_batch_to_device(self, batch: Any, device: Any, dataloader_idx: int) -> Any:
+        """Records are plain data: the module encodes them and moves the conditioning itself."""
+        return batch
+
+    def predict_dataloader(self):
+        from torch.utils.data import DataLoader
+
+        todo = self.records if self.pending is None else self.pending
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        local: list[Optional[Record]] = shard(todo, rank, world)
+        if not local and todo:
+            local = [None]  # an idle rank runs one empty batch, so every rank runs the same hooks
+        return DataLoader(local, batch_size=self.batch_size, sampler=_local_sampler(len(local)),
+                          collate_fn=_collate, num_workers=self.num_workers)
