@@ -75,6 +75,7 @@ class CallableDenoiser(Denoiser):
         self.sample_shape = tuple(sample_shape) if sample_shape is not None else None
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
+        """``D = fn(x, sigma, **cond)``; ``sigma`` is the noise level per sample, shape ``[B]``."""
         return self.fn(x, sigma, **cond)
 
 
@@ -91,10 +92,12 @@ class DiscreteSchedule(nn.Module):
 
     @property
     def num_timesteps(self) -> int:
+        """Length ``T`` of the table: timesteps run over ``0 .. T - 1``."""
         return len(self.log_sigmas)
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
-        """Fractional timestep whose sigma is ``sigma`` (clamped to the table's range)."""
+        """Fractional timestep ``t`` whose noise level is ``sigma``: linear in ``log sigma`` between the two
+        neighbouring table entries, ``sigma_t = sqrt((1 - abar_t) / abar_t)`` (clamped to the table's range)."""
         log_sigmas = self.log_sigmas
         log_sigma = torch.as_tensor(sigma, dtype=torch.float64, device=log_sigmas.device).log()
         flat = log_sigma.reshape(-1)
@@ -104,7 +107,8 @@ class DiscreteSchedule(nn.Module):
         return (low + w).reshape(log_sigma.shape).to(torch.as_tensor(sigma).dtype if torch.is_tensor(sigma) and sigma.is_floating_point() else torch.float32)
 
     def t_to_sigma(self, t: Tensor) -> Tensor:
-        """Sigma of a (fractional) timestep ``t``."""
+        """Noise level of a (fractional) timestep ``t``: ``log sigma`` interpolated linearly between
+        ``floor(t)`` and ``ceil(t)`` of the table, ``sigma_t = sqrt((1 - abar_t) / abar_t)``."""
         t = torch.as_tensor(t, dtype=torch.float64, device=self.log_sigmas.device)
         low = t.floor().long().clamp(0, len(self.log_sigmas) - 1)
         high = t.ceil().long().clamp(0, len(self.log_sigmas) - 1)
@@ -142,9 +146,11 @@ class DiscreteVPDenoiser(Denoiser):
         return self.schedule.alphas_cumprod
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """Fractional timestep of noise level ``sigma`` on the model's table (:meth:`DiscreteSchedule.sigma_to_t`)."""
         return self.schedule.sigma_to_t(sigma)
 
     def t_to_sigma(self, t: Tensor) -> Tensor:
+        """Noise level of timestep ``t`` on the model's table (:meth:`DiscreteSchedule.t_to_sigma`)."""
         return self.schedule.t_to_sigma(t)
 
     def init_noise_scale(self, sigma: Tensor) -> Tensor:
@@ -152,6 +158,12 @@ class DiscreteVPDenoiser(Denoiser):
         return (sigma**2 + 1) ** 0.5
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
+        """x0 estimate at noise level ``sigma`` (``[B]``).
+
+        The net sees ``x_vp = x / sqrt(1 + sigma^2)`` at the timestep ``t(sigma)``; eps gives
+        ``D = x - sigma eps``, v gives ``D = x / (sigma^2 + 1) - sigma / sqrt(sigma^2 + 1) v``, x0 gives
+        ``D = x0``; then ``D = c_skip(t) x_vp + c_out(t) D`` if ``boundary`` is set.
+        """
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         t = self.sigma_to_t(sigma).to(x.dtype)
         if self.quantize:
@@ -200,6 +212,7 @@ class FlowDenoiser(Denoiser):
         return 1 + sigma
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
+        """``D = x_t - t v_hat``, ``v_hat = net(x_t, t * t_scale)``, ``t = sigma / (1 + sigma)``, ``x_t = x / (1 + sigma)``."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         t = M.flow_t(sigma)
         x_t = x / M.append_dims(1 + sigma, x.ndim)
@@ -223,6 +236,7 @@ class EDMDenoiser(Denoiser):
         self.sample_shape = tuple(sample_shape) if sample_shape is not None else None
 
     def scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(c_skip, c_out, c_in)`` at noise level ``sigma`` (formulas in the class docstring)."""
         sd2 = self.sigma_data**2
         c_skip = sd2 / (sigma**2 + sd2)
         c_out = sigma * self.sigma_data / (sigma**2 + sd2) ** 0.5
@@ -230,6 +244,7 @@ class EDMDenoiser(Denoiser):
         return c_skip, c_out, c_in
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
+        """``D = c_skip x + c_out F(c_in x, log(sigma) / 4, **cond)`` at noise level ``sigma`` (``[B]``)."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         c_skip, c_out, c_in = (M.append_dims(c, x.ndim) for c in self.scalings(sigma))
         return c_skip * x + c_out * self.net(x * c_in, sigma.log() / 4, **cond)

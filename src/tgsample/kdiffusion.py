@@ -87,15 +87,76 @@ def _stock(name: str) -> Callable[..., Tensor]:
 
 
 k_euler = _stock("euler")
+"""k-diffusion's ``sample_euler`` through tgsample's guidance.
+
+Euler (Karras et al. 2022, Alg. 2): ``x' = x + (sigma_next - sigma_hat) d``, ``d = (x - D) / sigma_hat``;
+``sigma_hat = sigma (1 + gamma)`` with ``s_churn > 0`` (churn noise from the global generator)."""
+
 k_euler_ancestral = _stock("euler_ancestral")
+"""k-diffusion's ``sample_euler_ancestral`` through tgsample's guidance.
+
+Euler ancestral: ``x' = D + sigma_down d + sigma_up z`` (``eta``, ``s_noise``); ``z`` from the per-sample
+``ancestral`` stream."""
+
 k_heun = _stock("heun")
+"""k-diffusion's ``sample_heun`` through tgsample's guidance.
+
+Heun (Karras et al. 2022, Alg. 2): an Euler step to ``sigma_next``, corrected with the average of ``d`` at
+``sigma`` and ``sigma_next``; two model calls per step (one on the last)."""
+
 k_dpm_2 = _stock("dpm_2")
+"""k-diffusion's ``sample_dpm_2`` through tgsample's guidance.
+
+DPM-Solver-2 style midpoint step at ``sigma_mid = exp((log sigma + log sigma_next) / 2)``; two model calls
+per step (one on the last)."""
+
 k_dpm_2_ancestral = _stock("dpm_2_ancestral")
+"""k-diffusion's ``sample_dpm_2_ancestral`` through tgsample's guidance.
+
+DPM-Solver-2 midpoint step to ``sigma_down``, then ``+ sigma_up z`` (``ancestral`` stream)."""
+
 k_lms = _stock("lms")
+"""k-diffusion's ``sample_lms`` through tgsample's guidance.
+
+Linear multistep: ``x' = x + sum_j c_j d_{i-j}`` over the last ``order`` (default 4) derivatives
+``d = (x - D) / sigma``, coefficients integrated over sigma."""
+
 k_dpm_fast = _stock("dpm_fast")
+"""k-diffusion's ``sample_dpm_fast`` through tgsample's guidance.
+
+DPM-Solver-Fast (arXiv 2206.00927), fixed step size in ``log sigma`` from ``sigmas[0]`` to the smallest
+positive sigma in ``len(sigmas) - 2`` steps, then one denoising step to 0."""
+
 k_dpm_adaptive = _stock("dpm_adaptive")
+"""k-diffusion's ``sample_dpm_adaptive`` through tgsample's guidance.
+
+DPM-Solver-12/23 with adaptive step size (``rtol``, ``atol``, ``order``) from ``sigmas[0]`` to the smallest
+positive sigma, then one denoising step to 0. The schedule fixes only the end points."""
+
 k_dpmpp_2s_ancestral = _stock("dpmpp_2s_ancestral")
+"""k-diffusion's ``sample_dpmpp_2s_ancestral`` through tgsample's guidance.
+
+DPM-Solver++(2S) ancestral: stage at ``sigma_mid = sqrt(sigma sigma_down)``, step to ``sigma_down``, then
+``+ sigma_up z`` (``ancestral`` stream); CFG only (tgsample's ``dpmpp_2s_ancestral`` runs split directions)."""
+
 k_dpmpp_sde = _stock("dpmpp_sde")
+"""k-diffusion's ``sample_dpmpp_sde`` through tgsample's guidance.
+
+DPM-Solver++ (stochastic): two stages per step (``r = 0.5``), ``eta``-scaled noise from the ``ancestral``
+stream (instead of k-diffusion's Brownian tree)."""
+
 k_dpmpp_2m = _stock("dpmpp_2m")
+"""k-diffusion's ``sample_dpmpp_2m`` through tgsample's guidance.
+
+DPM-Solver++(2M): ``x' = (sigma_next / sigma) x - expm1(-h) D_d`` with ``h = log(sigma / sigma_next)`` and
+``D_d = (1 + 1/(2r)) D - 1/(2r) D_old``."""
+
 k_dpmpp_2m_sde = _stock("dpmpp_2m_sde")
+"""k-diffusion's ``sample_dpmpp_2m_sde`` through tgsample's guidance.
+
+DPM-Solver++(2M) SDE (``eta``, ``solver_type`` midpoint or heun); noise from the ``ancestral`` stream."""
+
 k_dpmpp_3m_sde = _stock("dpmpp_3m_sde")
+"""k-diffusion's ``sample_dpmpp_3m_sde`` through tgsample's guidance.
+
+DPM-Solver++(3M) SDE (``eta``); noise from the ``ancestral`` stream."""

@@ -92,6 +92,7 @@ class Entry:
     conflict: Optional[str] = None
 
     def as_dict(self) -> dict:
+        """The entry as a plain dict (what ``tgsample list --json`` prints)."""
         return asdict(self)
 
 

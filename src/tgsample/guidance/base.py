@@ -64,6 +64,7 @@ class StepContext:
         return self.sigmas[self.index + 1]
 
     def with_cond(self, cond: Cond, uncond: Optional[Cond] = None) -> "StepContext":
+        """A copy with other conditioning (e.g. a teacher's), the step, schedule and noise unchanged."""
         return replace(self, cond=cond, uncond=uncond)
 
 

@@ -31,6 +31,8 @@ class Interval(Guidance):
         self.splits_direction = inner.splits_direction or self.outside.splits_direction
 
     def active(self, sigma: Tensor, ctx: StepContext) -> bool:
+        """Whether ``inner`` applies: ``sigma_lo <= sigma <= sigma_hi`` (noise levels) and, with ``steps``,
+        ``ctx.index in steps``."""
         s = float(sigma.flatten()[0]) if hasattr(sigma, "flatten") else float(sigma)
         if not self.sigma_lo <= s <= self.sigma_hi:
             return False

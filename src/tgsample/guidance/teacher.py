@@ -92,7 +92,8 @@ class TeacherGuidance(Guidance):
         return float(self.lam)
 
     def renoise_sigma(self, sigma: Tensor, ctx: StepContext, batch: int) -> Tensor:
-        """``sigma_r`` per sample, shape ``[B]``."""
+        """The teacher's noise level ``sigma_r`` per sample, shape ``[B]``: ``sigma_{i+1}`` (``next``),
+        ``sigma_i`` (``current``) or uniform over the schedule's positive sigmas (``random``, per-sample stream)."""
         if self.renoise == "current":
             s = torch.as_tensor(sigma).flatten()[0].expand(batch)
         elif self.renoise == "next":

@@ -39,5 +39,6 @@ class Model:
     defaults: dict = field(default_factory=dict)
 
     def to(self, device: torch.device | str, dtype: Optional[torch.dtype] = None) -> "Model":
+        """Move the denoiser to ``device`` (and ``dtype``) in place; returns ``self``."""
         self.denoiser.to(device=device, dtype=dtype)
         return self
