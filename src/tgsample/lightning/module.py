@@ -74,10 +74,17 @@ class GenerationModule(LightningModule):
 
     Args:
         preset: a name in :data:`tgsample.presets.PRESETS`; the other arguments override its keys.
-        student, teacher: registry names (kinds ``students`` / ``teachers``); ``*_options`` go to their factories.
+        student: a registry name (kind ``students``).
+        student_options: keyword options of the student's factory.
+        teacher: a registry name (kind ``teachers``).
+        teacher_options: keyword options of the teacher's factory.
         guidance: a registry name or ``{"name": ..., **options}``; a ``teacher`` guidance gets the built teacher.
-        solver, schedule: registry names; ``*_options`` their keyword options.
-        steps: steps of ``schedule``; or ``sigmas``, an explicit schedule.
+        solver: a registry name (kind ``solvers``).
+        solver_options: the solver's keyword options.
+        schedule: a registry name (kind ``schedules``).
+        schedule_options: the schedule's keyword options.
+        steps: steps of ``schedule``.
+        sigmas: an explicit schedule instead (noise levels, strictly decreasing, ending at 0).
         batch_invariant: sample one record at a time so an image does not depend on the batch (module docs).
     """
 
