@@ -54,6 +54,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "digits-compact++": _digits("digits-compact", True),
 }
 
+from .models.diffusers.presets import PRESETS as _DIFFUSERS_PRESETS  # noqa: E402  (lcm-sd15++, dmd2-sdxl++, ...)
+
+PRESETS.update(_DIFFUSERS_PRESETS)
+
 
 def get(name: str) -> dict[str, Any]:
     """A deep copy of preset ``name``; :class:`UnknownNameError` lists the presets."""

@@ -1,0 +1,214 @@
+"""Finding and loading the parts of a diffusers pipeline, with typed errors.
+
+A model is named by a **local directory** (a diffusers pipeline folder as ``save_pretrained``
+writes it, or a single weights file where a UNet or LoRA is expected) or a **Hugging Face hub
+id** (``owner/name``). Hub ids are resolved in the local cache only (``local_files_only``):
+nothing is downloaded at run time unless the user opts in with ``allow_download=True``. A hub
+id that is not cached raises :class:`OfflineModelError`, naming the id and the fixes.
+
+The ``abar`` table comes from diffusers' own scheduler class named in the pipeline's
+``scheduler/scheduler_config.json`` (its ``alphas_cumprod``); the beta schedules are not
+reimplemented here.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from ...denoisers import check_prediction
+from ...errors import ConfigError
+from .errors import LoRAMismatchError, ModelNotFoundError, OfflineModelError
+
+PathLike = Union[str, Path]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+PIPELINE_PATTERNS = ("model_index.json", "unet/*", "text_encoder/*", "text_encoder_2/*", "tokenizer/*",
+                     "tokenizer_2/*", "vae/*", "scheduler/*")
+
+
+def is_hub_id(source: PathLike) -> bool:
+    """``owner/name`` with no local file or directory of that name."""
+    return isinstance(source, str) and bool(_HUB_ID.match(source)) and not Path(source).exists()
+
+
+def _offline(source: str, what: str, err: Exception) -> OfflineModelError:
+    return OfflineModelError(
+        f"{what} {source!r} is not a local path, so it was read as a Hugging Face hub id, but it is not in the "
+        f"local cache and downloading is off (no network at run time). Fix: pass path=<a local diffusers "
+        f"directory>, or download it once (`hf download {source}`, or allow_download=True). ({type(err).__name__}: {err})"
+    )
+
+
+def resolve(source: PathLike, what: str = "model", *, allow_download: bool = False,
+            filename: Optional[str] = None, patterns: Optional[tuple[str, ...]] = None) -> Path:
+    """A local path for ``source``: an existing path as is, or a hub id from the local cache.
+
+    With ``filename`` a single file of the hub repo is fetched; otherwise a snapshot (restricted
+    to ``patterns``). Raises :class:`ModelNotFoundError` / :class:`OfflineModelError`.
+    """
+    if source is None or source == "":
+        raise ModelNotFoundError(f"no {what} given: pass path=<local directory or hub id>")
+    path = Path(source).expanduser()
+    if path.exists():
+        if filename is not None and path.is_dir():
+            path = path / filename
+            if not path.exists():
+                raise ModelNotFoundError(f"{what}: weights file {filename!r} not found in directory {str(source)!r}")
+        return path
+    if not is_hub_id(str(source)):
+        raise ModelNotFoundError(f"{what} {str(source)!r} does not exist: no such file or directory "
+                                 f"(and it is not a hub id of the form owner/name)")
+    import huggingface_hub as hub
+
+    try:
+        if filename is not None:
+            return Path(hub.hf_hub_download(str(source), filename, local_files_only=not allow_download))
+        return Path(hub.snapshot_download(str(source), local_files_only=not allow_download,
+                                          allow_patterns=list(patterns) if patterns else None))
+    except Exception as err:  # LocalEntryNotFoundError, OfflineModeIsEnabled, HTTP errors
+        if not allow_download:
+            raise _offline(str(source), what, err) from err
+        raise ModelNotFoundError(f"{what} {str(source)!r}: download failed ({type(err).__name__}: {err})") from err
+
+
+def family(root: Path) -> str:
+    """``"sdxl"`` when the pipeline has a second text encoder, else ``"sd15"`` (SD 1.x / 2.x layout)."""
+    return "sdxl" if (root / "text_encoder_2").is_dir() else "sd15"
+
+
+def load_part(cls: Any, root: Path, subfolder: Optional[str], what: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(root / subfolder)`` from local files, with a typed error if it is missing."""
+    folder = root / subfolder if subfolder else root
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"{what}: folder {str(folder)!r} is missing; a diffusers pipeline directory "
+                                 f"needs {subfolder or 'this'}/ (as save_pretrained writes it)")
+    try:
+        return cls.from_pretrained(folder, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(f"{what}: could not load {cls.__name__} from {str(folder)!r}: {err}") from err
+
+
+def scheduler_config(root: Path) -> dict:
+    """The pipeline's ``scheduler/scheduler_config.json`` as a dict."""
+    from diffusers import DDPMScheduler
+
+    folder = root / "scheduler"
+    if not (folder / "scheduler_config.json").is_file():
+        raise ModelNotFoundError(f"scheduler config {str(folder / 'scheduler_config.json')!r} is missing; "
+                                 f"it holds the model's abar table and prediction type")
+    return dict(DDPMScheduler.load_config(folder))
+
+
+def alphas_cumprod(config: dict) -> torch.Tensor:
+    """``abar`` of the scheduler named in ``config`` (diffusers computes it from the config's betas)."""
+    import diffusers
+
+    cls = getattr(diffusers, str(config.get("_class_name", "")), None)
+    if cls is None or not hasattr(cls, "from_config"):
+        cls = diffusers.DDPMScheduler
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheduler = cls.from_config(config)
+    abar = getattr(scheduler, "alphas_cumprod", None)
+    if abar is None:
+        raise ConfigError(f"scheduler {cls.__name__} has no alphas_cumprod: not a discrete VP (SD-family) model")
+    return torch.as_tensor(abar, dtype=torch.float64)
+
+
+def prediction_type(config: dict, where: str, override: Optional[str] = None) -> str:
+    """The prediction type (``epsilon`` / ``v_prediction`` / ``sample``), checked."""
+    value = override or config.get("prediction_type", "epsilon")
+    try:
+        return check_prediction(value)
+    except ConfigError:
+        raise ConfigError(f"{where}: unknown prediction type {value!r} in the scheduler config; supported: "
+                          f"'epsilon', 'v_prediction', 'sample' (pass prediction=... to override)") from None
+
+
+def load_unet(root: Path, *, unet: Optional[PathLike] = None, unet_weight_name: Optional[str] = None,
+              allow_download: bool = False, dtype: torch.dtype = torch.float32, variant: Optional[str] = None) -> Any:
+    """The pipeline's UNet, or a replacement: a diffusers UNet folder / hub repo, or one weights file
+    (``.safetensors`` / ``.bin``, DMD2 and SDXL-Lightning style) loaded into the base UNet's config."""
+    from diffusers import UNet2DConditionModel
+
+    if unet is None:
+        return load_part(UNet2DConditionModel, root, "unet", "UNet", torch_dtype=dtype, variant=variant)
+    src = resolve(unet, "UNet", allow_download=allow_download, filename=unet_weight_name,
+                  patterns=("*.json", "*.safetensors", "unet/*"))
+    if src.is_dir():
+        folder = src / "unet" if (src / "unet").is_dir() else src
+        return load_part(UNet2DConditionModel, folder, None, f"UNet {str(unet)!r}", torch_dtype=dtype, variant=variant)
+    return unet_from_file(root, src, dtype)
+
+
+def unet_from_file(root: Path, file: Path, dtype: torch.dtype) -> Any:
+    """A UNet with the base pipeline's config and the weights of ``file`` (strict: every key must fit)."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.model_loading_utils import load_state_dict
+
+    if not (root / "unet" / "config.json").is_file():
+        raise ModelNotFoundError(f"UNet weights file {str(file)!r} needs the base pipeline's unet/config.json, "
+                                 f"missing in {str(root)!r}")
+    model = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(root / "unet"))
+    try:
+        model.load_state_dict(load_state_dict(str(file)), strict=True)
+    except RuntimeError as err:
+        raise ConfigError(f"UNet weights {str(file)!r} do not fit the base UNet of {str(root)!r}: {err}") from err
+    return model.to(dtype)
+
+
+def _lora_modules(state: dict) -> set[str]:
+    names = set()
+    for key in state:
+        if key.startswith("unet.") and ".lora" in key:
+            names.add(key[len("unet."):].split(".lora")[0])
+    return names
+
+
+def load_lora(unet: Any, lora: PathLike, *, kind: str, weight_name: Optional[str] = None,
+              allow_download: bool = False, adapter_name: str = "student") -> str:
+    """Add the LoRA ``lora`` (directory, weights file or hub id) to ``unet`` as adapter ``adapter_name``
+    with diffusers' LoRA loader (kohya / diffusers formats; peft underneath).
+
+    Raises :class:`LoRAMismatchError` if a LoRA module is absent from the UNet or has another shape.
+    """
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin, StableDiffusionXLLoraLoaderMixin
+
+    mixin = StableDiffusionXLLoraLoaderMixin if kind == "sdxl" else StableDiffusionLoraLoaderMixin
+    src: Any = lora
+    path = Path(str(lora)).expanduser()
+    if path.is_file():
+        src, weight_name = str(path.parent), path.name
+    elif path.is_dir():
+        src = str(path)
+    elif not is_hub_id(str(lora)):
+        raise ModelNotFoundError(f"LoRA {str(lora)!r} does not exist: no such file or directory "
+                                 f"(and it is not a hub id of the form owner/name)")
+    try:
+        loaded = mixin.lora_state_dict(src, weight_name=weight_name, local_files_only=not allow_download)
+    except Exception as err:
+        if is_hub_id(str(lora)) and not allow_download:
+            raise _offline(str(lora), "LoRA", err) from err
+        raise ModelNotFoundError(f"LoRA {str(lora)!r}: could not read its weights: {err}") from err
+    state, alphas = loaded[0], loaded[1]
+    if any(k.startswith("text_encoder") for k in state):
+        warnings.warn(f"LoRA {str(lora)!r} has text-encoder weights; they are ignored (the UNet part is loaded)")
+        state = {k: v for k, v in state.items() if not k.startswith("text_encoder")}
+    modules = _lora_modules(state)
+    if not modules:
+        raise LoRAMismatchError(f"LoRA {str(lora)!r} has no UNet weights (keys 'unet.*.lora*'); nothing to load")
+    present = dict(unet.named_modules())
+    missing = sorted(m for m in modules if m not in present)
+    if missing:
+        raise LoRAMismatchError(f"LoRA {str(lora)!r} does not fit its base UNet: {len(missing)} of its {len(modules)} "
+                                f"modules are not in the UNet, e.g. {missing[:3]} (a LoRA for another model family?)")
+    try:
+        mixin.load_lora_into_unet(state, alphas, unet=unet, adapter_name=adapter_name)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise LoRAMismatchError(f"LoRA {str(lora)!r} does not fit its base UNet (shapes differ): "
+                                f"{str(err).strip().splitlines()[-1]}") from err
+    return adapter_name
