@@ -1,7 +1,8 @@
 """The example plugin plugins/tgsample-apg as installed in this environment (``make install``).
 
 Its behaviour is tested by its own tests (plugins/tgsample-apg/tests, collected by the root
-pytest); here: the installed metadata matches its pyproject, and the CLI sees it.
+pytest); here: the installed metadata matches its pyproject, ``tgsample list`` shows it, and
+``tgsample generate`` samples with it (apg + heun + cosine) exactly as ``tgsample.sample`` does.
 """
 
 from __future__ import annotations
