@@ -41,6 +41,12 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # the browser hung up
+            super().handle_error(request, client_address)
+
+
 def build(site: Path) -> None:
     mkdocs = Path(sys.executable).with_name("mkdocs")
     cmd = [str(mkdocs) if mkdocs.exists() else "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)]
@@ -50,8 +56,8 @@ def build(site: Path) -> None:
     print(f"ok   mkdocs build --strict -> {site}")
 
 
-def serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+def serve(site: Path) -> tuple[Server, str]:
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
@@ -94,7 +100,7 @@ def check_pages(page, base: str, urls: list[str], c: Checker) -> None:
         imgs = page.eval_on_selector_all("article img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0))"
                                          ".map(e => e.getAttribute('src'))")
         c.check(ok and len(text) > 200 and not errors and not imgs,
-                f"page /{u} renders: '{title.inner_text() if ok else '?'}', {len(text)} chars of content"
+                f"page /{u} renders: '{title.inner_text().rstrip('¶') if ok else '?'}', {len(text)} chars of content"
                 + (f", JS errors {errors}" if errors else "") + (f", broken images {imgs}" if imgs else ""))
         for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
             if href.startswith(base):
