@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from ..errors import TgsampleError
@@ -30,7 +30,8 @@ __all__ = ["main", "ImagesPerSecondBar", "GenerateCLI"]
 
 
 class ImagesPerSecondBar(TQDMProgressBar):
-    """Lightning's TQDM bar (rank 0) with the images/s of the run so far as its postfix."""
+    """Lightning's TQDM bar (rank 0) with the images and images/s of the run so far as its postfix
+    (all ranks: rank 0's count times the number of ranks)."""
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         super().on_predict_start(trainer, pl_module)
@@ -40,9 +41,10 @@ class ImagesPerSecondBar(TQDMProgressBar):
                              dataloader_idx: int = 0) -> None:
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         self._images += len(outputs["records"]) if isinstance(outputs, dict) else 0
-        rate = self._images / max(time.perf_counter() - self._t0, 1e-9)
-        if self.predict_progress_bar is not None:
-            self.predict_progress_bar.set_postfix(images=self._images, images_per_s=f"{rate:.2f}")
+        rate = self._images / max(time.perf_counter() - self._t0, 1e-9) * trainer.world_size
+        if self.predict_progress_bar is not None:  # rank 0's count x the number of ranks (shards differ by <= 1)
+            self.predict_progress_bar.set_postfix(images=self._images * trainer.world_size,
+                                                  images_per_s=f"{rate:.2f}")
 
 
 class GenerateCLI(LightningCLI):
@@ -51,17 +53,33 @@ class GenerateCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(GenerationWriter, "output")
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The Trainer, with the images/s progress bar unless the bar is disabled or one is configured."""
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        has_bar = any(isinstance(c, ProgressBar) for c in (callbacks if isinstance(callbacks, list) else [callbacks]))
+        if config.get("enable_progress_bar", True) is not False and not has_bar:
+            kwargs["callbacks"] = [*callbacks, ImagesPerSecondBar()]
+        return super().instantiate_trainer(**kwargs)
+
 
 TRAINER_DEFAULTS = {
     "logger": False,
     "enable_checkpointing": False,
     "enable_model_summary": False,
-    "callbacks": [ImagesPerSecondBar()],
 }
 
 
 def build_cli(argv: Optional[list[str]] = None) -> GenerateCLI:
     """Parse ``argv`` and instantiate the module, data module and Trainer (no run)."""
+    import warnings
+
+    with warnings.catch_warnings():  # argv is sys.argv minus "generate": not the mistake this warns about
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return _build_cli(argv)
+
+
+def _build_cli(argv: Optional[list[str]]) -> GenerateCLI:
     return GenerateCLI(
         GenerationModule, GenerationData, run=False, args=argv, trainer_defaults=TRAINER_DEFAULTS,
         save_config_callback=None, seed_everything_default=False, auto_configure_optimizers=False,

@@ -239,7 +239,7 @@ class GenerationWriter(BasePredictionWriter):
         result: Any = None
         if trainer.is_global_zero:
             try:
-                result = ("ok", self.prepare(data.records), f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+                result = ("ok", self.prepare(data.records), f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}")
             except TgsampleError as exc:  # every rank must leave the broadcast, then fail the same way
                 result = ("error", type(exc).__name__, str(exc))
         result = trainer.strategy.broadcast(result, src=0)

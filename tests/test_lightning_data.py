@@ -1,0 +1,95 @@
+"""Generation records: formats, stable ids, bad input; presets; sharding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tgsample import presets
+from tgsample.errors import ConfigError, UnknownNameError
+from tgsample.lightning.data import Record, build_records, read_records, shard
+
+
+def test_prompts_x_seeds_have_stable_ids():
+    recs = build_records(["a cat", "a dog"], seeds=[5, 7])
+    assert [(r.id, r.prompt, r.seed) for r in recs] == [
+        ("000000-5", "a cat", 5), ("000000-7", "a cat", 7), ("000001-5", "a dog", 5), ("000001-7", "a dog", 7)]
+    assert build_records(["a cat", "a dog"], seeds=[5, 7]) == recs  # same input, same records
+    assert [r.seed for r in build_records([3], seeds=3)] == [0, 1, 2]
+
+
+def test_txt_csv_jsonl(tmp_path):
+    (tmp_path / "p.txt").write_text("a red car\n\n  a blue bird\n")
+    txt = read_records(tmp_path / "p.txt", seeds=[1])
+    assert [(r.id, r.prompt) for r in txt] == [("000000-1", "a red car"), ("000001-1", "  a blue bird")]
+
+    (tmp_path / "p.csv").write_text('id,prompt,negative,seed,overrides\nx1,a cat,blurry,4,"{""steps"": 2}"\n,a dog,,,\n')
+    csv = read_records(tmp_path / "p.csv", seeds=[0, 1])
+    assert csv[0] == Record("x1", "a cat", 4, "blurry", {"steps": 2})
+    assert [r.id for r in csv[1:]] == ["000001-0", "000001-1"] and csv[1].negative is None
+
+    lines = [{"id": "k", "class": 3, "seed": 9, "overrides": {"solver": "lcm"}}, {"prompt": "x", "negative_prompt": "y"}]
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    js = read_records(tmp_path / "p.jsonl", seeds=2)
+    assert js[0] == Record("k", 3, 9, None, {"solver": "lcm"})
+    assert [(r.id, r.negative) for r in js[1:]] == [("000001-0", "y"), ("000001-1", "y")]
+
+
+@pytest.mark.parametrize("name,text", [("empty.txt", "\n \n"), ("empty.jsonl", ""), ("empty.csv", "prompt\n")])
+def test_empty_prompt_file(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match="is empty"):
+        read_records(tmp_path / name)
+
+
+def test_malformed_jsonl_names_the_line(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n\n{"prompt": "b",\n')
+    with pytest.raises(ConfigError, match=r"p\.jsonl:3: line 3 is not valid JSON"):
+        read_records(tmp_path / "p.jsonl")
+    (tmp_path / "q.jsonl").write_text('{"prompt": "a", "sede": 1}\n')
+    with pytest.raises(ConfigError, match=r"q\.jsonl:1: unknown key\(s\) \['sede'\]; allowed: id, prompt"):
+        read_records(tmp_path / "q.jsonl")
+    (tmp_path / "r.jsonl").write_text('{"prompt": "a", "overrides": {"student": "x"}}\n')
+    with pytest.raises(ConfigError, match=r"cannot override \['student'\]; a record may override: guidance"):
+        read_records(tmp_path / "r.jsonl")
+
+
+def test_duplicate_ids(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "prompt": "x", "seed": 1}\n{"id": "a", "prompt": "y", "seed": 2}\n')
+    with pytest.raises(ConfigError, match=r"duplicate id\(s\) 'a' \(records 0 and 1\)"):
+        read_records(tmp_path / "p.jsonl")
+    with pytest.raises(ConfigError, match="duplicate id"):
+        build_records([{"id": "z", "prompt": 1}], seeds=[1, 1])
+
+
+def test_bad_ids_seeds_and_formats(tmp_path):
+    with pytest.raises(ConfigError, match=r"id '\.\./x' is not allowed"):
+        build_records([{"id": "../x", "prompt": 1, "seed": 0}])
+    with pytest.raises(ConfigError, match="seed 'abc' is not an integer"):
+        build_records([{"prompt": 1, "seed": "abc"}])
+    with pytest.raises(ConfigError, match="unknown format '.yaml'; use one of .txt, .jsonl, .csv"):
+        read_records(tmp_path / "p.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_records(tmp_path / "missing.txt")
+
+
+def test_shard_is_strided_exactly_once():
+    items = list(range(13))
+    shards = [shard(items, r, 2) for r in range(2)]
+    assert shards == [[0, 2, 4, 6, 8, 10, 12], [1, 3, 5, 7, 9, 11]]
+    assert shard([0], 1, 2) == []  # fewer records than ranks: that rank is idle
+    assert sorted(sum((shard(items, r, 5) for r in range(5)), [])) == items
+
+
+def test_presets():
+    assert {"digits", "digits++", "digits-compact", "digits-compact++"} <= set(presets.PRESETS)
+    for name, p in presets.PRESETS.items():
+        assert set(p) <= set(presets.KEYS), name
+    s = presets.resolve("digits++", steps=None, solver="euler")
+    assert s["solver"] == "euler" and s["teacher"] == "digits" and s["guidance"]["name"] == "teacher"
+    assert presets.resolve("digits", schedule="karras", steps=3)["sigmas"] is None  # a schedule replaces sigmas
+    s["guidance"]["lam"] = 1.0
+    assert presets.PRESETS["digits++"]["guidance"]["lam"] != 1.0  # resolve() copies
+    with pytest.raises(UnknownNameError, match=r"unknown preset 'digit\+\+'; did you mean .*Available presets: digits"):
+        presets.resolve("digit++")
