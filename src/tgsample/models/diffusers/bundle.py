@@ -143,21 +143,26 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
     Args:
         name: the registry name reported by the model.
         path: pipeline directory or hub id (the base pipeline when ``unet`` / ``lora`` are given).
-        unet, unet_weight_name: replace the pipeline's UNet: a UNet folder, a hub repo (with an optional
-            weights file name), or a single weights file loaded into the base UNet's config.
-        lora, lora_weight_name: add a LoRA (folder, file or hub id) as peft adapter ``"student"``.
+        unet: replace the pipeline's UNet: a UNet folder, a hub repo (with an optional weights file
+            name), or a single weights file loaded into the base UNet's config.
+        unet_weight_name: the weights file name inside ``unet``'s repo or folder.
+        lora: add a LoRA (folder, file or hub id) as peft adapter ``"student"``.
+        lora_weight_name: the weights file name inside ``lora``'s repo or folder.
         prediction: override the scheduler config's prediction type.
         lcm: apply LCM's boundary scalings (``timestep_scaling`` from the scheduler config, default 10).
         guidance_embedding_scale: ``w`` used by a guidance-embedding UNet when no ``guidance_scale`` is passed.
         x0_clip: TDD-style x0 clipping (:class:`~tgsample.models.diffusers.net.DiffusersDenoiser`).
         quantize: round ``t(sigma)`` to integer timesteps (as diffusers' schedulers call the UNet).
-        height, width: image size in pixels (default: the UNet's native size).
-        dtype, device: default float32 on CPU, float16 on CUDA.
+        height: image height in pixels (default: the UNet's native size).
+        width: image width in pixels (default: the UNet's native size).
+        dtype: default float32 on CPU, float16 on CUDA.
+        device: default CUDA when available, else the CPU.
         offload: keep the UNet on the CPU between calls (teachers on small GPUs).
         compile: ``torch.compile`` the UNet.
         allow_download: let hub ids be downloaded (default: local cache only).
         clip_skip: CLIP layers to skip in prompt encoding.
-        vae_tiling, decode_batch_size: tiled VAE decoding; decode in chunks of this many latents.
+        vae_tiling: tiled VAE decoding.
+        decode_batch_size: decode in chunks of this many latents.
         encoder: reuse this prompt encoder instead of loading the pipeline's text encoders.
         defaults: the model's published sampling settings (``Model.defaults``).
     """

@@ -51,7 +51,8 @@ class PromptEncoder:
 
     Args:
         kind: ``"sd15"`` (one encoder) or ``"sdxl"`` (two, plus pooled embeddings and time ids).
-        text_encoders, tokenizers: one (SD) or two (SDXL) of each.
+        text_encoders: one (SD) or two (SDXL) text encoders.
+        tokenizers: their tokenizers, one per encoder.
         device: where the encoders run; outputs are moved to ``out_device`` / ``out_dtype``.
         image_size: ``(height, width)`` in pixels for SDXL's time ids.
         clip_skip: skip the last ``clip_skip`` CLIP layers (diffusers' meaning).
