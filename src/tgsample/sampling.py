@@ -116,14 +116,25 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Seque
         cond: conditioning dict (batch-first tensors), passed to the denoiser as keywords.
         seeds: one seed per sample. Sample ``i`` depends only on ``seeds[i]`` (and its cond), never on
             the batch size or its position in the batch.
-        sigmas: an explicit schedule (strictly decreasing, ending at 0); or ``schedule`` + ``steps``
-            (registry name or function); by default the model's own schedule.
+        sigmas: an explicit schedule of noise levels (sigmas, not timesteps): strictly decreasing,
+            ending at 0. Give either this or ``schedule``; with neither, the model's own default.
+        schedule: a schedule's registry name (``karras``, ``lcm``, ``trailing``, ...) or a function
+            ``fn(steps, model) -> sigmas``; discrete schedules convert timesteps to sigmas themselves.
+        steps: number of solver steps (``len(sigmas) - 1``); default the model's, else 10.
         solver: registry name (``euler``, ``euler_ancestral``, ``dpmpp_2m``, ``dpmpp_2s_ancestral``, ``lcm``,
             ``tcd``, ``k_*`` for k-diffusion's stock samplers) or a solver function.
         guidance: a :class:`~tgsample.guidance.Guidance`, a registry name, or ``{"name": ..., **options}``.
         uncond: the unconditional (or negative) conditioning dict for CFG-type guidances.
         shape: per-sample shape (default: the model's ``sample_shape``).
+        progress: show a progress bar over the steps.
+        callback: called at each step with ``{"x", "i", "sigma", "sigma_hat", "denoised"}`` (k-diffusion's keys).
+        device: where to sample (default: the denoiser's parameters' device, else the CPU).
+        dtype: the sampling dtype (default: the denoiser's parameters' dtype, else float32).
         **solver_options: passed to the solver (``eta``, ``gamma``, ...).
+
+    Returns:
+        The final x0 samples, shape ``[B, *shape]`` with ``B = len(seeds)``; initial noise
+        ``x = init_noise_scale(sigmas[0]) * z`` with ``z`` from each seed's ``"init"`` stream.
     """
     model = resolve_model(model)
     denoiser = getattr(model, "denoiser", model)
