@@ -77,20 +77,22 @@ def karras(steps: int, model: Any = None, *, sigma_min: Optional[float] = None,
 
 def exponential(steps: int, model: Any = None, *, sigma_min: Optional[float] = None,
                 sigma_max: Optional[float] = None) -> Tensor:
-    """Log-linear in sigma from ``sigma_max`` to ``sigma_min``, then 0."""
+    """Log-linear: ``sigma_i = exp(log hi + i/(n-1) (log lo - log hi))`` from ``sigma_max`` to ``sigma_min``, then 0."""
     lo, hi = _range(model, sigma_min, sigma_max)
     return validate_sigmas(k_sampling().get_sigmas_exponential(_steps(steps), lo, hi))
 
 
 def polyexponential(steps: int, model: Any = None, *, sigma_min: Optional[float] = None,
                     sigma_max: Optional[float] = None, rho: float = 1.0) -> Tensor:
-    """Polynomial in log sigma (``rho = 1`` is :func:`exponential`), then 0."""
+    """Polynomial in log sigma: ``sigma_i = exp(log lo + (1 - i/(n-1))^rho (log hi - log lo))``, then 0
+    (``rho = 1`` is :func:`exponential`)."""
     lo, hi = _range(model, sigma_min, sigma_max)
     return validate_sigmas(k_sampling().get_sigmas_polyexponential(_steps(steps), lo, hi, rho=rho))
 
 
 def vp(steps: int, model: Any = None, *, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 1e-3) -> Tensor:
-    """The continuous VP schedule (Song et al. 2021), then 0."""
+    """The continuous VP schedule (Song et al. 2021): ``sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)``
+    at ``t`` linear from 1 to ``eps_s`` (continuous time, not table timesteps), then 0."""
     return validate_sigmas(k_sampling().get_sigmas_vp(_steps(steps), beta_d=beta_d, beta_min=beta_min, eps_s=eps_s))
 
 
