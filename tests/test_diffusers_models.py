@@ -304,3 +304,19 @@ def test_presets_name_registered_models():
                                                       "student": {"name": "distilled_cfg", "scale": 8.0}}
     assert presets.get("lcm-sd15++")["steps"] == 8
     assert presets.get("dmd2-sdxl++")["guidance"]["steps"] == 2
+
+
+def test_offloaded_teacher_and_bf16_student(tiny):
+    s = student("lcm-sd15", path=str(tiny["lcm-sd15"]))
+    plain = teacher("sd15", path=str(tiny["sd15"]), student=s)
+    off = teacher("sd15", path=str(tiny["sd15"]), student=s, offload=True)
+    assert off.parts.net.offload and next(off.parts.unet.parameters()).device.type == "cpu"
+    cond, _ = s.encode(["a cat"])
+    x, sigma = torch.randn(1, *s.sample_shape), torch.tensor([2.0])
+    assert torch.equal(off.denoiser(x, sigma, **cond), plain.denoiser(x, sigma, **cond))
+    half = student("lcm-sd15", path=str(tiny["lcm-sd15"]), dtype="bfloat16")
+    assert next(half.parts.unet.parameters()).dtype == torch.bfloat16
+    assert half.denoiser.schedule.log_sigmas.dtype == torch.float64  # the abar table stays exact
+    out = half.denoiser(x, sigma, **cond, guidance_scale=torch.tensor([8.0]))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, s.denoiser(x, sigma, **cond, guidance_scale=torch.tensor([8.0])), rtol=0.1, atol=0.1)

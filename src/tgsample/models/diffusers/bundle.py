@@ -181,7 +181,8 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
     adapter = None
     if lora is not None:
         adapter = L.load_lora(net_unet, lora, kind=kind, weight_name=lora_weight_name, allow_download=allow_download)
-        net_unet.to(dtype)
+        if any(p.dtype != dtype for p in net_unet.parameters()):
+            net_unet.to(dtype)
     net_unet.to("cpu" if offload else device)
     vae_config = _vae_config(root)
     shape = _sample_shape(net_unet, vae_config, height, width)

@@ -158,7 +158,7 @@ def unet_from_file(root: Path, file: Path, dtype: torch.dtype) -> Any:
         model.load_state_dict(load_state_dict(str(file)), strict=True)
     except RuntimeError as err:
         raise ConfigError(f"UNet weights {str(file)!r} do not fit the base UNet of {str(root)!r}: {err}") from err
-    return model.to(dtype)
+    return model if dtype == torch.float32 else model.to(dtype)
 
 
 def _lora_modules(state: dict) -> set[str]:
