@@ -40,7 +40,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = p.parse_args(argv)
     set_threads(a.threads)
     teacher, _ = load_denoiser(a.teacher)
-    jobs = {"full": ("digits_student", 1800, 1e-4), "compact": ("digits_compact", 3000, 2e-3)}
+    jobs = {"full": ("digits_student", 1800, 2e-4), "compact": ("digits_compact", 3000, 1e-3)}
     for which in (["full", "compact"] if a.which == "both" else [a.which]):
         file, iters, lr = jobs[which]
         iters = a.iters if a.iters is not None else iters

@@ -90,10 +90,10 @@ def _model(name: str, file: str, defaults: dict, path: Optional[Union[str, Path]
 
 
 def teacher(path: Optional[Union[str, Path]] = None) -> Model:
-    """The digit teacher; sample it with many steps and CFG (``defaults``: karras, 32 steps, euler, CFG 2)."""
+    """The digit teacher; sample it with many steps and CFG (``defaults``: karras, 32 steps, euler, CFG 1: the conditional teacher, which scores best in FD)."""
     return _model("digits", "digits_teacher", {
         "schedule": "karras", "steps": 32, "solver": "euler",
-        "guidance": {"name": "cfg", "scale": 2.0},
+        "guidance": {"name": "cfg", "scale": 1.0},
     }, path)
 
 
