@@ -2,7 +2,7 @@
 
 tgsample works in the EDM / k-diffusion convention ``x = x0 + sigma * eps``. A
 network that predicts eps, v, x0 or a flow velocity, in VP or rectified-flow
-coordinates, is converted here, once, at the edge (DESIGN.md section 1):
+coordinates, is converted here, once, at the edge (docs: Concepts, "Sigma space"):
 
 | family | net input | D |
 | --- | --- | --- |

@@ -88,7 +88,7 @@ def _exp_step(x: Tensor, sigma: Tensor, sigma_next: Tensor, est: Estimate, direc
 @torch.no_grad()
 def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                     disable: Optional[bool] = None) -> Tensor:
-    """DPM-Solver++(2M) with a split direction (DESIGN.md section 3).
+    """DPM-Solver++(2M) with a split direction (docs: Solvers and schedules).
 
     ``dir_d = (1 + 1/(2r)) direction - 1/(2r) old_direction``,
     ``x_{i+1} = s x + (1 - s) dir_d + (denoised - direction)``, ``s = sigma_{i+1} / sigma_i``.

@@ -1,6 +1,6 @@
 """The ``Guidance`` protocol: what a guidance receives and what it returns.
 
-A solver step needs two x0 estimates (DESIGN.md section 2):
+A solver step needs two x0 estimates (docs: Concepts):
 
 * ``denoised`` -- the estimate the step moves toward;
 * ``direction`` -- the estimate whose implied noise ``(x - direction) / sigma`` carries the

@@ -42,7 +42,7 @@ class TeacherGuidance(Guidance):
         lam: strength in ``[0, 1]``: a constant, one value per guided step, or a function of sigma.
         steps: the guided step numbers, or an int ``n`` for the first ``n`` steps (default 1).
             Guide 1--2 early steps: applied on every step, teacher guidance shrinks samples even
-            with an exact teacher (DESIGN.md section 2).
+            with an exact teacher (docs: Guidance, "Guide the first 1–2 steps only").
         renoise: the renoise schedule, one of ``next`` / ``current`` / ``random``.
         noise: the noise mode, one of ``random`` / ``deterministic`` / ``hybrid``.
         hybrid: the weight ``c`` of the deterministic noise in ``hybrid`` mode.
