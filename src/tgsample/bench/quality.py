@@ -43,6 +43,7 @@ class Run:
     schedule: Optional[str] = None  # None: the student's own
     schedule_options: dict = field(default_factory=dict)
     model: str = "student"  # or "teacher"
+    same_as_tg: Optional[Callable[[dict], bool]] = None  # (student defaults) -> is this the default guided run?
 
 
 @dataclass
@@ -122,6 +123,8 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
         R("tg_current", "renoise current", _tg(renoise="current")),
         R("tg_random", "renoise random", _tg(renoise="random")),
         R("tg_2", "2 guided steps", _tg(steps=2)),
+        R("tg_at1", "2nd step guided", _tg(steps=[1])),
+        R("tg_at2", "3rd step guided", _tg(steps=[2])),
         R("euler", "euler", _distilled, solver="euler"),
         R("euler_tg", "euler + teacher", _tg(), solver="euler"),
         R("dpm2s", "dpmpp_2s_ancestral", _distilled, solver="dpmpp_2s_ancestral"),
@@ -133,8 +136,9 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
         R("karras", "karras from sigma 80", _distilled, schedule="karras"),
         R("karras_tg", "karras from sigma 80 + teacher", _tg(), schedule="karras"),
     ]
-    runs += [R(f"lam{v:g}", f"lam = {v:g}", _tg(lam=v)) for v in lams]
-    runs += [R(f"tcfg{v:g}", f"teacher CFG {v:g}", _tg(teacher_cfg=v)) for v in teacher_cfgs]
+    runs += [R(f"lam{v:g}", f"lam = {v:g}", _tg(lam=v), same_as_tg=lambda d, v=v: d["lam"] == v) for v in lams]
+    runs += [R(f"tcfg{v:g}", f"teacher CFG {v:g}", _tg(teacher_cfg=v), same_as_tg=lambda d, v=v: d["teacher_cfg"] == v)
+             for v in teacher_cfgs]
     rows = [
         Row("main", "N steps (student alone)", "plain"),
         Row("main", "N steps, 1st teacher-guided (N+1 NFE)", "tg", "plain"),
@@ -144,8 +148,10 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
         Row("renoise", "next (s = t - dt)", "tg", "plain"),
         Row("renoise", "current (s = t)", "tg_current", "plain"),
         Row("renoise", "random", "tg_random", "plain"),
-        Row("guided steps", "1 guided step", "tg", "plain"),
-        Row("guided steps", "2 guided steps", "tg_2", "plain"),
+        Row("guided steps", "1 guided step (1st)", "tg", "plain"),
+        Row("guided steps", "2 guided steps (1st and 2nd)", "tg_2", "plain"),
+        Row("guided steps", "only the 2nd step guided", "tg_at1", "plain"),
+        Row("guided steps", "only the 3rd step guided", "tg_at2", "plain"),
         Row("solver", "lcm: + teacher vs alone", "tg", "plain"),
         Row("solver", "euler: + teacher vs alone", "euler_tg", "euler"),
         Row("solver", "dpmpp_2s_ancestral: + teacher vs alone", "dpm2s_tg", "dpm2s"),
@@ -237,13 +243,22 @@ def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n:
              lams: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0), teacher_cfgs: Sequence[float] = (1, 1.5, 2, 3, 4),
              student_cfg: float = 2.0, student_cfgpp: float = 0.6, teacher_steps: int = 32,
              teacher_replicates: Optional[int] = None, scorer: Optional[Scorer] = None,
-             progress: bool = True) -> dict:
+             tables: Optional[Sequence[str]] = None, progress: bool = True) -> dict:
     """Score every run on every replicate; returns a JSON-able dict of raw per-replicate metrics."""
     import torch
     from tqdm.auto import tqdm
 
+    from ..errors import ConfigError
+
     scorer = scorer or Scorer()
     runs, rows = _plan(lams, teacher_cfgs, student_cfg, student_cfgpp)
+    if tables is not None:
+        unknown = set(tables) - {r.table for r in rows}
+        if unknown:
+            raise ConfigError(f"unknown tables {sorted(unknown)}; allowed: {sorted({r.table for r in rows})}")
+        rows = [r for r in rows if r.table in tables]
+        needed = {r.run for r in rows} | {r.base for r in rows if r.base}
+        runs = [r for r in runs if r.key in needed]
     labels = torch.arange(n) % 10
     cond, uncond = next(iter(students.values())).encode(labels.tolist(), None)
     out: dict[str, Any] = {"n": n, "replicates": replicates, "seed": seed, "floor": scorer.floor,
@@ -252,8 +267,8 @@ def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n:
     t_reps = replicates if teacher_replicates is None else min(teacher_replicates, replicates)
     total = sum(replicates * len(runs) for _ in students) + t_reps
     bar = tqdm(total=total, desc="bench quality", unit="run", disable=not progress)
-    # the ceiling: the teacher, many steps (its own defaults: CFG at the first student's w)
-    w0 = next(iter(students.values())).defaults["w"]
+    # the ceiling: the teacher, many steps, with its own default CFG scale
+    w0 = float((getattr(teacher, "defaults", {}) or {}).get("guidance", {}).get("scale", 1.0))
     from ..guidance import CFG
     from ..sampling import sample
 
@@ -265,12 +280,19 @@ def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n:
                    steps=teacher_steps, guidance=CFG(w0))
         tres.append({**scorer(x, labels), "time": time.perf_counter() - t0})
         bar.update(1)
-    out["teacher"] = {"label": f"teacher, {teacher_steps} Euler steps (karras), CFG {w0:g}", "results": tres}
+    out["teacher"] = None if not tres else {"label": f"teacher, {teacher_steps} Euler steps (karras), CFG {w0:g}", "results": tres}
     for name, student in students.items():
         res: dict[str, list[dict]] = {run.key: [] for run in runs}
+        todo = []
+        for run in runs:  # a sweep value equal to the default is the default guided run: score it once
+            if run.same_as_tg is not None and "tg" in res and run.same_as_tg(student.defaults):
+                res[run.key] = res["tg"]
+                bar.update(replicates)
+            else:
+                todo.append(run)
         for r in range(replicates):
             seeds = [seed + r * n + i for i in range(n)]
-            for run in runs:
+            for run in todo:
                 t0 = time.perf_counter()
                 x = sample_run(run, student, teacher, cond, uncond, seeds)
                 res[run.key].append({**scorer(x, labels), "time": time.perf_counter() - t0})
@@ -305,13 +327,14 @@ def markdown(result: dict, command: str = "") -> str:
     if command:
         lines += [f"Command: `{command}`", ""]
     f = result["floor"]
-    t = result["teacher"]["results"]
-    fd, fh = _summary(t, "FD")
-    ac, ah = _summary(t, "acc")
     lines += ["| reference | FD | acc | time (s) |", "|---|---|---|---|",
-              f"| real data floor (held-out test split, n={f['n']}) | {f['FD']:.3f} | {f['acc']:.3f} | |",
-              f"| {result['teacher']['label']} ({len(t)} replicates) | {fd:.3f} ± {fh:.3f} | {ac:.4f} ± {ah:.4f} | "
-              f"{sum(v['time'] for v in t) / len(t):.2f} |"]
+              f"| real data floor (held-out test split, n={f['n']}) | {f['FD']:.3f} | {f['acc']:.3f} | |"]
+    if result["teacher"]:
+        t = result["teacher"]["results"]
+        fd, fh = _summary(t, "FD")
+        ac, ah = _summary(t, "acc")
+        lines.append(f"| {result['teacher']['label']} ({len(t)} replicates) | {fd:.3f} ± {fh:.3f} | "
+                     f"{ac:.4f} ± {ah:.4f} | {sum(v['time'] for v in t) / len(t):.2f} |")
     for name, s in result["students"].items():
         d = s["defaults"]
         lines += ["", f"Student `{name}` ({s['params']:,} parameters): own schedule {d['sigmas']}, {d['steps']} steps, "
@@ -358,7 +381,7 @@ def plot(result: dict, path: Path) -> Path:
     for k, name in enumerate(students):
         res = result["students"][name]["results"]
         stats = [mean_ci([a["FD"] - b["FD"] for a, b in zip(res[r["run"]], res[r["base"]])]) for r in rows]
-        span = max(1e-6, max(abs(m) + (0 if math.isnan(h) else h) for m, h in stats))
+        span = max(1e-6, 1.5 * max(abs(m) for m, h in stats))  # intervals beyond it are clipped
         x0 = left + k * (width + 40)
         to_x = lambda v: x0 + width / 2 + v / span * (width / 2 - 5)  # noqa: E731
         g.text((x0, top - 16), f"{name} (range ±{span:.2f})", fill="black")
@@ -369,7 +392,8 @@ def plot(result: dict, path: Path) -> Path:
                 g.text((10, y - 6), f"{r['table']}: {r['label']}"[:70], fill="black")
             hh = 0 if math.isnan(h) else h
             color = "green" if m + hh < 0 else ("firebrick" if m - hh > 0 else "gray")
-            g.line([(to_x(m - hh), y), (to_x(m + hh), y)], fill=color, width=2)
+            lo, hi = max(m - hh, -span), min(m + hh, span)
+            g.line([(to_x(lo), y), (to_x(hi), y)], fill=color, width=2)
             g.ellipse([to_x(m) - 3, y - 3, to_x(m) + 3, y + 3], fill=color)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
@@ -395,7 +419,10 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--student-cfg", type=float, default=2.0, help="CFG scale on the w=1 student")
     p.add_argument("--student-cfgpp", type=float, default=0.6, help="CFG++ lam on the w=1 student")
     p.add_argument("--teacher-steps", type=int, default=32)
-    p.add_argument("--teacher-seeds", type=int, default=None, help="replicates of the teacher ceiling (default: --seeds)")
+    p.add_argument("--teacher-seeds", type=int, default=None,
+                   help="replicates of the teacher ceiling (default: --seeds; 0 skips it)")
+    p.add_argument("--tables", default=None, help="comma-separated subset of: main, renoise, guided steps, solver, "
+                   "student guidance, schedule, lam, teacher CFG (default: all)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench"), help="writes quality.md, quality.json, quality.png")
     a = p.parse_args(argv)
@@ -421,7 +448,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     t0 = time.perf_counter()
     result = evaluate(students, teacher, replicates=a.seeds, n=a.n, seed=a.seed, lams=a.lams,
                       teacher_cfgs=a.teacher_cfgs, student_cfg=a.student_cfg, student_cfgpp=a.student_cfgpp,
-                      teacher_steps=a.teacher_steps, teacher_replicates=a.teacher_seeds)
+                      teacher_steps=a.teacher_steps, teacher_replicates=a.teacher_seeds,
+                      tables=None if a.tables is None else [t.strip() for t in a.tables.split(",")])
     result["seconds"] = round(time.perf_counter() - t0, 1)
     command = "tgsample bench quality " + " ".join(sys.argv[1:] if argv is None else argv)
     a.out.mkdir(parents=True, exist_ok=True)

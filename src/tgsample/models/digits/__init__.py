@@ -116,7 +116,7 @@ def student_schedule(steps: int, model: Any = None, *, sigmas: Sequence[float]) 
 
 def _student_defaults(info: dict) -> dict:
     w = float(info.get("w", 2.0))
-    sigmas = [float(s) for s in info.get("sigmas", [80.0, 2.0, 0.8, 0.3, 0.0])]
+    sigmas = [float(s) for s in info.get("sigmas", [80.0, 1.0, 0.5, 0.2, 0.0])]
     return {
         "schedule": student_schedule,
         "schedule_options": {"sigmas": sigmas},

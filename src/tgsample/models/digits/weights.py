@@ -31,6 +31,7 @@ def save(module: nn.Module, path: Union[str, Path], config: dict, info: Optional
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
              for k, v in module.state_dict().items()}
     save_file(state, str(path), metadata={"config": json.dumps(config), "info": json.dumps(info or {})})
+    path.chmod(0o644)  # package data: readable by all
     return path
 
 
