@@ -139,3 +139,18 @@ def test_guides_mention_every_builtin_component():
                for kind in ("solvers", "schedules", "guidance")}
     missing = [f"{kind} {name!r}" for kind, names in builtin.items() for name in names if f"`{name}`" not in text]
     assert not missing, f"built-in components the guides never mention: {missing}"
+
+
+def test_nav_lists_each_page_once():
+    import yaml
+
+    def targets(items):
+        for item in items:
+            for value in item.values():
+                yield from (targets(value) if isinstance(value, list) else [value])
+
+    nav = list(targets(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]))
+    dupes = sorted({t for t in nav if nav.count(t) > 1})
+    assert not dupes, f"mkdocs.yml nav lists these pages more than once: {dupes}"
+    missing = [t for t in nav if not (DOCS / t).exists()]
+    assert not missing, f"mkdocs.yml nav names pages that do not exist: {missing}"
