@@ -194,3 +194,14 @@ def test_bad_inputs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown solvers name 'eulr'; did you mean 'euler'" in err and "Available solvers: " in err
     assert "k_dpmpp_2m" in err
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_example_configs_parse(config, monkeypatch):
+    """Every YAML under configs/ is a valid ``tgsample generate`` config (names resolve, types check)."""
+    from tgsample.lightning.cli import build_cli
+
+    monkeypatch.chdir(config.parents[1])
+    cli = build_cli(["--config", str(config), "--trainer.accelerator", "cpu"])
+    assert cli.model.settings["student"] and cli.datamodule.records

@@ -74,17 +74,17 @@ class GenerationModule(LightningModule):
 
     Args:
         preset: a name in :data:`tgsample.presets.PRESETS`; the other arguments override its keys.
-        student: a registry name (kind ``students``).
-        student_options: keyword options of the student's factory.
-        teacher: a registry name (kind ``teachers``).
-        teacher_options: keyword options of the teacher's factory.
+        student: students registry name.
+        student_options: keyword options of the student factory.
+        teacher: teachers registry name (needed by teacher guidance).
+        teacher_options: keyword options of the teacher factory (``student=`` is added when it accepts one).
         guidance: a registry name or ``{"name": ..., **options}``; a ``teacher`` guidance gets the built teacher.
-        solver: a registry name (kind ``solvers``).
-        solver_options: the solver's keyword options.
-        schedule: a registry name (kind ``schedules``).
+        solver: solvers registry name.
+        solver_options: the solver's keyword options (``eta``, ``gamma``, ...).
+        schedule: schedules registry name.
         schedule_options: the schedule's keyword options.
-        steps: steps of ``schedule``.
-        sigmas: an explicit schedule instead (noise levels, strictly decreasing, ending at 0).
+        steps: number of steps of ``schedule``.
+        sigmas: an explicit schedule instead (strictly decreasing, ending at 0).
         batch_invariant: sample one record at a time so an image does not depend on the batch (module docs).
     """
 
