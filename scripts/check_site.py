@@ -11,7 +11,7 @@
    e.g. ``TeacherGuidance``, ``sample``) and every built-in solver function;
 4. search must work: the page ``/?q=teacher`` must list results that include the guidance
    guide, and ``?q=TeacherGuidance`` the API page that documents it;
-5. saves a screenshot of the home page (1280x800).
+5. saves a full-page screenshot of the home page (1280 px wide).
 
 A script, not a CI test (it needs Chromium). Prints one line per check; exits 1 on a failure.
 """
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_search(page, base, c)
                 page.goto(base, wait_until="networkidle")
                 args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(args.screenshot))
+                page.screenshot(path=str(args.screenshot), full_page=True)
                 print(f"ok   screenshot of the home page -> {args.screenshot}")
                 browser.close()
         finally:
