@@ -129,10 +129,13 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
         R("euler_tg", "euler + teacher", _tg(), solver="euler"),
         R("dpm2s", "dpmpp_2s_ancestral", _distilled, solver="dpmpp_2s_ancestral"),
         R("dpm2s_tg", "dpmpp_2s_ancestral + teacher", _tg(), solver="dpmpp_2s_ancestral"),
-        R("cfg", f"CFG {student_cfg} on the w=1 student", _wrap(_cfg(student_cfg))),
-        R("cfg_tg", f"CFG {student_cfg} + teacher", _tg(_cfg(student_cfg))),
-        R("cfgpp", f"CFG++ lam={student_cfgpp} on the w=1 student", _wrap(_cfgpp(student_cfgpp))),
-        R("cfgpp_tg", f"CFG++ lam={student_cfgpp} + teacher", _tg(_cfgpp(student_cfgpp))),
+        # CFG / CFG++ on the student use Euler: with LCM's fresh-noise step the direction is unused,
+        # so CFG++ would reduce to CFG at scale lam there
+        R("cfg", f"euler, CFG {student_cfg} on the w=1 student", _wrap(_cfg(student_cfg)), solver="euler"),
+        R("cfg_tg", f"euler, CFG {student_cfg} + teacher", _tg(_cfg(student_cfg)), solver="euler"),
+        R("cfgpp", f"euler, CFG++ lam={student_cfgpp} on the w=1 student", _wrap(_cfgpp(student_cfgpp)),
+          solver="euler"),
+        R("cfgpp_tg", f"euler, CFG++ lam={student_cfgpp} + teacher", _tg(_cfgpp(student_cfgpp)), solver="euler"),
         R("karras", "karras from sigma 80", _distilled, schedule="karras"),
         R("karras_tg", "karras from sigma 80 + teacher", _tg(), schedule="karras"),
     ]
@@ -160,7 +163,7 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
         Row("student guidance", f"CFG {student_cfg}: + teacher vs alone", "cfg_tg", "cfg"),
         Row("student guidance", f"CFG++ {student_cfgpp}: + teacher vs alone", "cfgpp_tg", "cfgpp"),
         Row("student guidance", "CFG++ alone vs CFG alone", "cfgpp", "cfg"),
-        Row("student guidance", "CFG alone vs distilled w alone", "cfg", "plain"),
+        Row("student guidance", "CFG alone vs distilled w alone (both euler)", "cfg", "euler"),
         Row("schedule", "own schedule: + teacher vs alone", "tg", "plain"),
         Row("schedule", "karras from 80: + teacher vs alone", "karras_tg", "karras"),
         Row("schedule", "karras alone vs own alone", "karras", "plain"),
@@ -260,7 +263,7 @@ def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n:
         needed = {r.run for r in rows} | {r.base for r in rows if r.base}
         runs = [r for r in runs if r.key in needed]
     labels = torch.arange(n) % 10
-    cond, uncond = next(iter(students.values())).encode(labels.tolist(), None)
+    cond, uncond = (next(iter(students.values())) if students else teacher).encode(labels.tolist(), None)
     out: dict[str, Any] = {"n": n, "replicates": replicates, "seed": seed, "floor": scorer.floor,
                            "threads": torch.get_num_threads(), "students": {}, "rows": [r.__dict__ for r in rows],
                            "labels": {r.key: r.label for r in runs}}
@@ -278,7 +281,9 @@ def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n:
         t0 = time.perf_counter()
         x = sample(teacher, cond, uncond=uncond, seeds=seeds, solver="euler", schedule="karras",
                    steps=teacher_steps, guidance=CFG(w0))
-        tres.append({**scorer(x, labels), "time": time.perf_counter() - t0})
+        dt = time.perf_counter() - t0
+        m = int(scorer.floor["n"])  # the same score on the floor's sample size (FD is biased ~1/n)
+        tres.append({**scorer(x, labels), "time": dt, "FD_at_floor_n": scorer(x[:m], labels[:m])["FD"]})
         bar.update(1)
     out["teacher"] = None if not tres else {"label": f"teacher, {teacher_steps} Euler steps (karras), CFG {w0:g}", "results": tres}
     for name, student in students.items():
@@ -333,8 +338,12 @@ def markdown(result: dict, command: str = "") -> str:
         t = result["teacher"]["results"]
         fd, fh = _summary(t, "FD")
         ac, ah = _summary(t, "acc")
-        lines.append(f"| {result['teacher']['label']} ({len(t)} replicates) | {fd:.3f} ± {fh:.3f} | "
+        lines.append(f"| {result['teacher']['label']} ({len(t)} replicates of {n}) | {fd:.3f} ± {fh:.3f} | "
                      f"{ac:.4f} ± {ah:.4f} | {sum(v['time'] for v in t) / len(t):.2f} |")
+        if "FD_at_floor_n" in t[0]:
+            fm, fmh = _summary(t, "FD_at_floor_n")
+            lines.append(f"| the same teacher samples, first {f['n']} of each replicate (the floor's n) | "
+                         f"{fm:.3f} ± {fmh:.3f} | | |")
     for name, s in result["students"].items():
         d = s["defaults"]
         lines += ["", f"Student `{name}` ({s['params']:,} parameters): own schedule {d['sigmas']}, {d['steps']} steps, "
@@ -381,10 +390,16 @@ def plot(result: dict, path: Path) -> Path:
     for k, name in enumerate(students):
         res = result["students"][name]["results"]
         stats = [mean_ci([a["FD"] - b["FD"] for a, b in zip(res[r["run"]], res[r["base"]])]) for r in rows]
-        span = max(1e-6, 1.5 * max(abs(m) for m, h in stats))  # intervals beyond it are clipped
+        # signed log scale, so that effects of 0.05 and of 20 FD both show: f(v) = sign(v) log10(1 + |v| / 0.05)
+        slog = lambda v: math.copysign(math.log10(1 + abs(v) / 0.05), v)  # noqa: E731
+        span = max(1e-6, 1.1 * max(abs(slog(m)) for m, h in stats))
         x0 = left + k * (width + 40)
-        to_x = lambda v: x0 + width / 2 + v / span * (width / 2 - 5)  # noqa: E731
-        g.text((x0, top - 16), f"{name} (range ±{span:.2f})", fill="black")
+        to_x = lambda v: x0 + width / 2 + max(-1.0, min(1.0, slog(v) / span)) * (width / 2 - 5)  # noqa: E731
+        g.text((x0, top - 16), f"{name} (signed log scale)", fill="black")
+        for tick in (-10, -1, -0.1, 0.1, 1, 10):
+            if abs(slog(tick)) <= span:
+                g.line([(to_x(tick), top + row_h * len(rows)), (to_x(tick), top + row_h * len(rows) + 4)], fill="black")
+                g.text((to_x(tick) - 8, top + row_h * len(rows) + 6), f"{tick:g}", fill="black")
         g.line([(to_x(0), top), (to_x(0), top + row_h * len(rows))], fill="red")
         for j, ((m, h), r) in enumerate(zip(stats, rows)):
             y = top + j * row_h + row_h // 2
@@ -392,8 +407,7 @@ def plot(result: dict, path: Path) -> Path:
                 g.text((10, y - 6), f"{r['table']}: {r['label']}"[:70], fill="black")
             hh = 0 if math.isnan(h) else h
             color = "green" if m + hh < 0 else ("firebrick" if m - hh > 0 else "gray")
-            lo, hi = max(m - hh, -span), min(m + hh, span)
-            g.line([(to_x(lo), y), (to_x(hi), y)], fill=color, width=2)
+            g.line([(to_x(m - hh), y), (to_x(m + hh), y)], fill=color, width=2)
             g.ellipse([to_x(m) - 3, y - 3, to_x(m) + 3, y + 3], fill=color)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
@@ -451,7 +465,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                       teacher_steps=a.teacher_steps, teacher_replicates=a.teacher_seeds,
                       tables=None if a.tables is None else [t.strip() for t in a.tables.split(",")])
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    command = "tgsample bench quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    import shlex
+
+    command = "tgsample bench quality " + shlex.join(sys.argv[1:] if argv is None else argv)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "quality.json").write_text(json.dumps(result, indent=1))
     md = markdown(result, command.strip())
