@@ -20,7 +20,7 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 docs: install
 	$(BIN)/mkdocs serve

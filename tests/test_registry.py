@@ -187,7 +187,8 @@ def test_disabling_autoload_reads_only_tgsample(broken, monkeypatch):
     registry.refresh()
     guidance = registry.names("guidance")
     assert "cfg" in guidance and "explodes" not in guidance and "apg" not in guidance
-    assert {e.dist for e in registry.entries()} == {"tgsample"}
+    # in-process registrations (other tests, notebooks) stay; no third-party distribution is read
+    assert {e.dist for e in registry.entries()} - {"<in-process>"} == {"tgsample"}
     with pytest.raises(UnknownNameError, match=registry.DISABLE_ENV):
         registry.get("guidance", "apg")
     monkeypatch.delenv(registry.DISABLE_ENV)
