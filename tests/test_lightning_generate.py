@@ -59,8 +59,17 @@ def assert_same_run(out: Path, ref: Path) -> None:
     assert not list(out.rglob(".*.tmp-*")) and not list((out / "manifest").iterdir())
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine a second thread makes small convs ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
+def reference(one_thread, tmp_path_factory) -> Path:
     """The uninterrupted 1-process run (batch size 8)."""
     out = tmp_path_factory.mktemp("ref") / "out"
     assert generate(out) == 0
@@ -205,3 +214,18 @@ def test_example_configs_parse(config, monkeypatch):
     monkeypatch.chdir(config.parents[1])
     cli = build_cli(["--config", str(config), "--trainer.accelerator", "cpu"])
     assert cli.model.settings["student"] and cli.datamodule.records
+
+
+def test_shipped_digits_preset_is_batch_size_invariant(tmp_path):
+    """The shipped digit UNets are not batch-invariant on CPU (batched conv differs in the last bits);
+    ``batch_invariant`` (the default) makes the teacher-guided preset bit-identical for batch sizes 1, 3, 8."""
+    runs = {}
+    for batch in (1, 3, 8):
+        out = tmp_path / f"b{batch}"
+        assert main(["--model.preset", "digits-compact++", "--data.prompts", "[0,1,2,3,4,5,6,7,8]",
+                     "--data.batch_size", str(batch), "--output.dir", str(out), "--output.latents", "true", *CPU]) == 0
+        runs[batch] = (images(out), latents(out))
+    for batch in (3, 8):
+        assert runs[batch][0] == runs[1][0]
+        assert all(torch.equal(runs[batch][1][k], runs[1][1][k]) for k in runs[1][1])
+    assert json.loads((tmp_path / "b1" / "run.json").read_text())["config"]["settings"]["teacher"] == "digits"
