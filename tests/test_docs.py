@@ -51,8 +51,8 @@ def code_blocks(text: str) -> list[tuple[int, str, str, str | None]]:
 
 
 def pages() -> list[Path]:
-    """Pages with at least one runnable ```python block."""
-    return sorted(p for p in DOCS.rglob("*.md")
+    """Pages (and the README) with at least one runnable ```python block."""
+    return sorted(p for p in [*DOCS.rglob("*.md"), ROOT / "README.md"]
                   if any(lang in ("python", "py") and reason is None for _, lang, _, reason in code_blocks(p.read_text())))
 
 
@@ -62,7 +62,7 @@ def test_code_blocks_are_found():
                                    (12, "bash", "ls", None)]
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_examples_run(page: Path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     torch.set_num_threads(1)
