@@ -12,14 +12,13 @@ teacher's weights; the compact one (~6x fewer parameters) starts from random wei
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Optional
 
 from tgsample.models.digits import COMPACT_CONFIG, TEACHER_CONFIG, build_denoiser, load_denoiser
-from tgsample.models.digits.training import distill, set_threads
-from tgsample.models.digits.weights import WEIGHTS_DIR, save, weights_path
+from tgsample.models.digits.training import distill, set_threads, training_parser
+from tgsample.models.digits.weights import save, weights_path
 
 # the students' own few-step schedule and the published defaults stored with the weights
 # (chosen on seeds 1,000,000+, disjoint from the benchmark's: FD of 500-1000 samples per setting)
@@ -30,18 +29,13 @@ PUBLISHED = {"full": {"w": 1.5, "lam": 0.3}, "compact": {"w": 3.0, "lam": 0.5}}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = training_parser(__doc__, iters=None, lr=None)  # --iters default: 1800 (full), 3000 (compact)
     p.add_argument("--which", choices=["full", "compact", "both"], default="both")
-    p.add_argument("--iters", type=int, default=None, help="default: 1800 (full), 3000 (compact)")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--teacher", type=Path, default=weights_path("digits_teacher"))
     p.add_argument("--w", type=float, default=None, help="the student's default guidance scale (default: PUBLISHED)")
     p.add_argument("--sigmas", type=float, nargs="+", default=SIGMAS, help="the students' own schedule")
     p.add_argument("--lam", type=float, default=None, help="the student's teacher-guidance strength (default: PUBLISHED)")
     p.add_argument("--teacher-cfg", type=float, default=None, help="the teacher's CFG scale in teacher guidance (default: w)")
-    p.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     a = p.parse_args(argv)
     set_threads(a.threads)
     teacher, _ = load_denoiser(a.teacher)

@@ -8,25 +8,17 @@ writes ``<out>/digits_classifier.safetensors`` and prints its test-split accurac
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Optional
 
 from tgsample.models.digits.classifier import FEATURES, accuracy, train_classifier
 from tgsample.models.digits.data import load
-from tgsample.models.digits.training import set_threads
-from tgsample.models.digits.weights import WEIGHTS_DIR, save
+from tgsample.models.digits.training import set_threads, training_parser
+from tgsample.models.digits.weights import save
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iters", type=int, default=1500)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    p = training_parser(__doc__, iters=1500, lr=2e-3)
     a = p.parse_args(argv)
     set_threads(a.threads)
     t0 = time.time()

@@ -7,24 +7,16 @@
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Optional
 
 from tgsample.models.digits import TEACHER_CONFIG, build_denoiser
-from tgsample.models.digits.training import set_threads, train_teacher
-from tgsample.models.digits.weights import WEIGHTS_DIR, save
+from tgsample.models.digits.training import set_threads, training_parser, train_teacher
+from tgsample.models.digits.weights import save
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iters", type=int, default=5000)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    p = training_parser(__doc__, iters=5000, lr=2e-3)
     a = p.parse_args(argv)
     set_threads(a.threads)
     t0 = time.time()

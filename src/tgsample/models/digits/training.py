@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -23,6 +24,23 @@ P_MEAN, P_STD = -1.2, 1.2
 
 def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
+
+
+def training_parser(doc: Optional[str], iters: Optional[int], lr: Optional[float] = 2e-3) -> "argparse.ArgumentParser":
+    """The flags every training script shares: ``--iters --batch [--lr] --seed --threads --out``."""
+    import argparse
+
+    from .weights import WEIGHTS_DIR
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iters", type=int, default=iters)
+    p.add_argument("--batch", type=int, default=128)
+    if lr is not None:
+        p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    return p
 
 
 def drop_labels(y: Tensor, p: float, gen: torch.Generator) -> Tensor:
