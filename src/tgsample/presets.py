@@ -19,7 +19,7 @@ taken from its :attr:`tgsample.models.Model.defaults`):
 
 Add one by adding an entry to :data:`PRESETS` (other modules may do ``PRESETS["name"] = {...}``).
 A ``++`` suffix marks the same student with teacher guidance (Distillation++) on its first step;
-guidance applies on the first 1-2 steps only (see DESIGN section 2), on the student's own schedule.
+guidance applies on the first 1-2 steps only (see the guidance guide, docs/guidance.md), on the student's own schedule.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``NAME`` is the student with its published settings; ``NAME++`` the same run with teacher
 guidance (Distillation++) at the strength, teacher CFG and guided steps of the reference code
-(DESIGN.md section 2), on the student's own schedule. Model locations come from the user:
+(docs/guidance.md), on the student's own schedule. Model locations come from the user:
 ``student_options`` / ``teacher_options`` are empty (or hold only sizes), so the factories'
 published hub ids apply unless the user passes ``path=`` (and ``lora=`` / ``unet=``) there, e.g.::
 

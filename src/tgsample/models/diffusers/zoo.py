@@ -11,7 +11,7 @@ Hugging Face cache (``allow_download=True`` opts into downloading). All other ke
 ``height`` / ``width``, ``unet``, ``lora``, ...).
 
 ``Model.defaults`` holds each student's published settings and the teacher-guidance settings of
-the reference code (DESIGN.md section 2): ``schedule`` (+ ``schedule_options``), ``steps``,
+the reference code (docs/guidance.md, "Teacher guidance"): ``schedule`` (+ ``schedule_options``), ``steps``,
 ``solver`` (+ ``solver_options``), ``guidance`` (the student's own guidance spec), ``teacher``,
 ``teacher_cfg``, ``lam``, ``guided_steps`` and ``teacher_guidance`` (the full spec for
 :func:`tgsample.sampling.resolve_guidance`, without the teacher object).
