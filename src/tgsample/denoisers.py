@@ -99,12 +99,13 @@ class DiscreteSchedule(nn.Module):
         """Fractional timestep ``t`` whose noise level is ``sigma``: linear in ``log sigma`` between the two
         neighbouring table entries, ``sigma_t = sqrt((1 - abar_t) / abar_t)`` (clamped to the table's range)."""
         log_sigmas = self.log_sigmas
-        log_sigma = torch.as_tensor(sigma, dtype=torch.float64, device=log_sigmas.device).log()
-        flat = log_sigma.reshape(-1)
+        sigma = torch.as_tensor(sigma)
+        dtype = sigma.dtype if sigma.is_floating_point() else torch.float32
+        flat = sigma.to(log_sigmas.device, torch.float64).log().reshape(-1)
         high = torch.searchsorted(log_sigmas, flat).clamp(1, len(log_sigmas) - 1)
         low = high - 1
         w = ((flat - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])).clamp(0, 1)
-        return (low + w).reshape(log_sigma.shape).to(torch.as_tensor(sigma).dtype if torch.is_tensor(sigma) and sigma.is_floating_point() else torch.float32)
+        return (low + w).reshape(sigma.shape).to(dtype)
 
     def t_to_sigma(self, t: Tensor) -> Tensor:
         """Noise level of a (fractional) timestep ``t``: ``log sigma`` interpolated linearly between

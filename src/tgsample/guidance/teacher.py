@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import math as M
-from ..errors import ConfigError, ShapeMismatchError, UnsupportedGuidanceError
+from ..errors import ConfigError, UnsupportedGuidanceError
 from .base import Estimate, Guidance, StepContext
 from .cfg import CFG, NoGuidance, check_unit
 
@@ -136,6 +136,4 @@ class TeacherGuidance(Guidance):
             )
         x_r = M.renoise(est.denoised, sigma_r, self.renoise_noise(x, sigma, est, ctx))
         d_t = self.teacher_guidance(self.teacher, x_r, sigma_r, ctx).denoised
-        if d_t.shape != est.denoised.shape:  # pragma: no cover - denoise() already checks
-            raise ShapeMismatchError(f"teacher estimate {tuple(d_t.shape)} vs student {tuple(est.denoised.shape)}")
         return Estimate(M.interpolate(est.denoised, d_t, lam), est.direction)
