@@ -87,3 +87,35 @@ def rational_denoiser(seed: int = 0, dim: int = 6) -> CallableDenoiser:
         return y + a * y / (1 + y * y)
 
     return CallableDenoiser(D, sigma_min=0.01, sigma_max=20.0, sample_shape=(dim,))
+
+
+# --- the same data distributions as exact flow-matching (rectified-flow) velocity nets ---------------
+# x_t = (1 - t) x0 + t eps and v = eps - x0, so E[v | x_t] = (x_t - E[x0 | x_t]) / t: written in flow
+# coordinates (t), independently of the sigma-space denoisers above.
+
+
+def flow_point_mass(points: dict):
+    """A :class:`FlowDenoiser` over the exact velocity of a point mass per label: ``v = (x_t - p) / t``."""
+    from tgsample.denoisers import FlowDenoiser
+
+    def v(x_t: Tensor, t: Tensor, label: Tensor) -> Tensor:
+        p = torch.stack([points[int(k)] for k in label.tolist()]).to(x_t).reshape(x_t.shape)
+        return (x_t - p) / append_dims(t, x_t.ndim)
+
+    return FlowDenoiser(v, t_scale=1.0)
+
+
+def flow_gaussian(mu, s: float):
+    """A :class:`FlowDenoiser` over the exact velocity of N(mu, s^2) per coordinate:
+    ``E[x0 | x_t] = mu + (1 - t) s^2 / ((1 - t)^2 s^2 + t^2) (x_t - (1 - t) mu)``. ``mu`` is a number, or a
+    dict label -> mean (read from ``cond["label"]``, for CFG between two Gaussians)."""
+    from tgsample.denoisers import FlowDenoiser
+
+    def v(x_t: Tensor, t: Tensor, label: Tensor = None) -> Tensor:
+        m = mu if label is None else torch.tensor([mu[int(k)] for k in label.tolist()]).to(x_t)
+        m = append_dims(m, x_t.ndim) if isinstance(m, Tensor) else m
+        t = append_dims(t, x_t.ndim)
+        x0 = m + (1 - t) * s**2 / ((1 - t) ** 2 * s**2 + t**2) * (x_t - (1 - t) * m)
+        return (x_t - x0) / t
+
+    return FlowDenoiser(v, t_scale=1.0)

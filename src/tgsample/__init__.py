@@ -32,7 +32,7 @@ _EXPORTS = {
     "UnknownNameError": "tgsample.errors", "UnsupportedGuidanceError": "tgsample.errors",
     "ShapeMismatchError": "tgsample.errors", "NonFiniteError": "tgsample.errors", "PluginError": "tgsample.errors",
 }
-_SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "kdiffusion", "registry",
+_SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "flow", "kdiffusion", "registry",
                "sampling", "models", "errors")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -151,3 +151,14 @@ def x0_to_flow(x: Tensor, x0: Tensor, sigma: Scalar) -> Tensor:
     """Inverse of :func:`flow_to_x0`: ``v = (x_t - x0) / t``."""
     s = append_dims(sigma, x.ndim)
     return (x / (1 + s) - x0) / flow_t(s)
+
+
+def flow_shift(sigma: Scalar, shift: Scalar) -> Scalar:
+    """A flow model's time shift in sigma space: ``sigma' = shift * sigma``.
+
+    diffusers' static shift ``t' = shift t / (1 + (shift - 1) t)`` is exactly this, since
+    ``t' / (1 - t') = shift * t / (1 - t)``; the resolution-dependent ("dynamic") shifts are the same
+    with ``shift = exp(mu)`` (``time_shift_type="exponential"``: ``t' = e^mu / (e^mu + 1/t - 1)``) or
+    ``shift = mu`` (``"linear"``). A shift multiplies every noise level by one constant.
+    """
+    return shift * sigma

@@ -91,9 +91,12 @@ def _batch_size(cond: Mapping[str, Any], seeds: Sequence[int]) -> int:
 
 
 def _device_dtype(denoiser: Any) -> tuple[torch.device, torch.dtype]:
+    """The denoiser's ``sample_device`` / ``sample_dtype`` where it says (flow models: offloaded weights, and a
+    pure-noise level that needs float32), else its parameters' device and dtype, else the CPU and float32."""
+    device, dtype = getattr(denoiser, "sample_device", None), getattr(denoiser, "sample_dtype", None)
     for p in getattr(denoiser, "parameters", lambda: iter(()))():
-        return p.device, (p.dtype if p.is_floating_point() else torch.float32)
-    return torch.device("cpu"), torch.float32
+        return device or p.device, dtype or (p.dtype if p.is_floating_point() else torch.float32)
+    return device or torch.device("cpu"), dtype or torch.float32
 
 
 @torch.no_grad()
