@@ -17,4 +17,9 @@ class LoRAMismatchError(ShapeMismatchError):
     """A LoRA's modules or shapes do not fit the base UNet it is loaded into."""
 
 
-__all__ = ["ModelNotFoundError", "OfflineModelError", "LoRAMismatchError", "ShapeMismatchError", "ConfigError"]
+class LatentSpaceMismatchError(ShapeMismatchError):
+    """A teacher's VAE latent space (channels, scaling and shift factor) is not its student's."""
+
+
+__all__ = ["ModelNotFoundError", "OfflineModelError", "LoRAMismatchError", "LatentSpaceMismatchError",
+           "ShapeMismatchError", "ConfigError"]

@@ -1,0 +1,73 @@
+"""Published sampling settings of the flow-matching students and teachers, as plain data (no torch).
+
+One source for :mod:`.flow_zoo` (``Model.defaults``) and for the ``tgsample.recipes`` entry points: each
+student's :func:`variants` are the fields of a ``tgsample.recipes.Recipe`` -- ``""`` the published sampling
+(its diffusers pipeline's settings on the model card), ``"++"`` the same run with teacher guidance.
+
+Where the numbers come from:
+
+* FLUX.1-schnell: 4 steps, ``guidance_scale=0`` (no CFG, no guidance embedding), ``max_sequence_length=256``;
+  its scheduler has no shift, so the schedule is ``t = 1, 0.75, 0.5, 0.25`` (sigma ``inf, 3, 1, 1/3``).
+* SD3.5 Large Turbo: 4 steps, ``guidance_scale=0``; shift 3 from its scheduler config.
+* Teachers on their own (baselines): FLUX.1-dev 50 steps with the embedded guidance 3.5; SD3.5 Large
+  28 steps, CFG 3.5; SD3.5 Medium 40 steps, CFG 4.5 (their model cards).
+* Teacher guidance: no published strength exists for flow models (Distillation++ covers SD-family students
+  only). ``lam`` and the guided steps below are tgsample's choice, not tuned on real weights; the teacher's
+  CFG is its own model card's (FLUX-dev: the embedded 3.5, no true CFG). See docs: Flow models, "Which steps
+  to guide".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: student -> settings: plain recipe (schedule, steps, solver, guidance) + teacher guidance (teacher, lam,
+#: guided_steps, teacher_cfg, teacher_options)
+STUDENTS: dict[str, dict[str, Any]] = {
+    "flux-schnell": {
+        "schedule": "flow", "steps": 4, "solver": "euler", "guidance": None,
+        "teacher": "flux-dev", "teacher_cfg": 1.0, "teacher_options": {"guidance_scale": 3.5},
+        "lam": 0.05, "guided_steps": 1,
+        "note": "FLUX.1-schnell: 4 Euler steps, no guidance (model card); teacher FLUX.1-dev with its embedded "
+                "guidance 3.5; lam not published (our choice)",
+    },
+    "sd35-large-turbo": {
+        "schedule": "flow", "steps": 4, "solver": "euler", "guidance": None,
+        "teacher": "sd35-large", "teacher_cfg": 3.5, "teacher_options": {},
+        "lam": 0.05, "guided_steps": 1,
+        "note": "SD3.5 Large Turbo: 4 Euler steps, shift 3, no CFG (model card); teacher SD3.5 Large at CFG 3.5; "
+                "lam not published (our choice)",
+    },
+}
+
+#: teacher -> how it is sampled on its own (a baseline)
+TEACHERS: dict[str, dict[str, Any]] = {
+    "flux-dev": {"schedule": "flow", "steps": 50, "solver": "euler", "guidance": None,
+                 "note": "FLUX.1-dev on its own: 50 Euler steps, embedded guidance 3.5 (model card)"},
+    "sd35-large": {"schedule": "flow", "steps": 28, "solver": "euler", "guidance": {"name": "cfg", "scale": 3.5},
+                   "note": "SD3.5 Large on its own: 28 Euler steps, CFG 3.5 (model card)"},
+    "sd35-medium": {"schedule": "flow", "steps": 40, "solver": "euler", "guidance": {"name": "cfg", "scale": 4.5},
+                    "note": "SD3.5 Medium on its own: 40 Euler steps, CFG 4.5 (model card)"},
+}
+
+_RECIPE_KEYS = ("schedule", "steps", "solver", "guidance", "note")
+
+
+def teacher_spec(student: str) -> dict[str, Any]:
+    """The teacher-guidance spec of ``student`` (the ``"++"`` guidance), without the teacher object."""
+    s = STUDENTS[student]
+    spec = {"name": "teacher", "lam": s["lam"], "steps": s["guided_steps"], "renoise": "next",
+            "teacher_cfg": s["teacher_cfg"]}
+    if s["guidance"] is not None:
+        spec["student"] = s["guidance"]
+    return spec
+
+
+def variants(student: str) -> dict[str, dict[str, Any]]:
+    """``{"": plain, "++": teacher-guided}`` as ``Recipe`` fields (``Recipe(**fields)``)."""
+    s = STUDENTS[student]
+    plain = {k: s[k] for k in _RECIPE_KEYS}
+    guided = {**plain, "guidance": teacher_spec(student), "teacher": s["teacher"],
+              "teacher_options": dict(s["teacher_options"]),
+              "note": f"{s['note']}; teacher guidance at lam {s['lam']:g} on {s['guided_steps']} step(s)"}
+    return {"": plain, "++": guided}

@@ -1,0 +1,94 @@
+"""Registered flow-matching students and teachers (entry points ``tgsample.students`` / ``tgsample.teachers``).
+
+Students ``flux-schnell`` and ``sd35-large-turbo``; teachers ``flux-dev``, ``sd35-large`` and
+``sd35-medium``. Every factory takes the model location and options as keywords::
+
+    registry.create("students", "flux-schnell", path="/models/FLUX.1-schnell")
+    registry.create("teachers", "flux-dev", path="/models/FLUX.1-dev", student=student, offload="model")
+
+``path`` defaults to the published hub id, which works offline only when it is in the Hugging Face
+cache (``allow_download=True`` opts into downloading). Other keywords go to
+:func:`~tgsample.models.diffusers.flow_bundle.load_flow_model` (``dtype``, ``device``, ``offload``,
+``weights``, ``height`` / ``width``, ``max_sequence_length``, ...). The settings (``Model.defaults``)
+come from :mod:`.flow_recipes`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from . import flow_recipes as R
+from .flow_bundle import FlowModel, load_flow_model, make_flow_teacher
+from .zoo import settings
+
+FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+FLUX_DEV = "black-forest-labs/FLUX.1-dev"
+SD35_LARGE_TURBO = "stabilityai/stable-diffusion-3.5-large-turbo"
+SD35_LARGE = "stabilityai/stable-diffusion-3.5-large"
+SD35_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
+
+
+def student_defaults(name: str) -> dict:
+    """``Model.defaults`` of flow student ``name``: its plain settings and its teacher-guidance spec."""
+    s = R.STUDENTS[name]
+    d = settings(schedule=s["schedule"], steps=s["steps"], solver=s["solver"], teacher=s["teacher"], lam=s["lam"],
+                 teacher_cfg=s["teacher_cfg"], guided_steps=s["guided_steps"], guidance=s["guidance"], note=s["note"])
+    return {**d, "teacher_guidance": R.teacher_spec(name), "teacher_options": dict(s["teacher_options"])}
+
+
+def teacher_defaults(name: str) -> dict:
+    """``Model.defaults`` of flow teacher ``name`` sampled on its own."""
+    t = R.TEACHERS[name]
+    return {"schedule": t["schedule"], "schedule_options": {}, "steps": t["steps"], "solver": t["solver"],
+            "solver_options": {}, "guidance": t["guidance"], "note": t["note"]}
+
+
+def _student(name: str, kind: str, path: str, **fixed: Any) -> Any:
+    defaults = student_defaults(name)
+
+    def factory(path: str = path, **options: Any) -> FlowModel:
+        return load_flow_model(name, path, kind=kind, defaults=defaults, **{**fixed, **options})
+
+    factory.__name__ = name.replace("-", "_").replace(".", "")
+    factory.defaults = defaults  # type: ignore[attr-defined]
+    factory.__doc__ = f"Student {name!r}: {defaults['note']}. Keywords: see load_flow_model (defaults {fixed})."
+    return factory
+
+
+flux_schnell = _student("flux-schnell", "flux", FLUX_SCHNELL, max_sequence_length=256)
+sd35_large_turbo = _student("sd35-large-turbo", "sd3", SD35_LARGE_TURBO, max_sequence_length=256)
+
+
+def flux_dev(*, path: Optional[str] = None, student: Any = None, guidance_scale: float = 3.5,
+             share_text_encoders: Optional[bool] = None, **options: Any) -> FlowModel:
+    """Teacher ``flux-dev``: FLUX.1-dev (guidance-distilled: the scale ``guidance_scale`` is embedded, one call
+    per evaluation; ``cond["guidance_scale"]`` overrides it per sample). With ``student=``, it shares the
+    student's text encoders when they are the same (FLUX-schnell ships the same T5 and CLIP), at the
+    student's ``max_sequence_length``; alone it reads 512 T5 tokens, as its pipeline does."""
+    if student is None:
+        options.setdefault("max_sequence_length", 512)
+    return make_flow_teacher("flux-dev", "flux", FLUX_DEV, path=path, student=student, guidance_scale=guidance_scale,
+                             share_text_encoders=share_text_encoders, defaults=teacher_defaults("flux-dev"), **options)
+
+
+def sd35_large(*, path: Optional[str] = None, student: Any = None, share_text_encoders: Optional[bool] = None,
+               **options: Any) -> FlowModel:
+    """Teacher ``sd35-large``: SD3.5 Large (or any SD3-family pipeline with SD3's VAE). With ``student=``: the
+    same latent space is required, text encoders are shared when they are the same (SD3.5 Large Turbo ships
+    the same three), and a pipeline without T5 (``t5=False``) gets its own ``teacher_*`` keys."""
+    return make_flow_teacher("sd35-large", "sd3", SD35_LARGE, path=path, student=student,
+                             share_text_encoders=share_text_encoders, defaults=teacher_defaults("sd35-large"),
+                             **options)
+
+
+def sd35_medium(*, path: Optional[str] = None, student: Any = None, share_text_encoders: Optional[bool] = None,
+                **options: Any) -> FlowModel:
+    """Teacher ``sd35-medium``: SD3.5 Medium (MMDiT-X, same VAE and text encoders as SD3.5 Large), e.g. a
+    smaller teacher for ``sd35-large-turbo``; as :func:`sd35_large`."""
+    return make_flow_teacher("sd35-medium", "sd3", SD35_MEDIUM, path=path, student=student,
+                             share_text_encoders=share_text_encoders, defaults=teacher_defaults("sd35-medium"),
+                             **options)
+
+
+STUDENTS = {"flux-schnell": flux_schnell, "sd35-large-turbo": sd35_large_turbo}
+TEACHERS = {"flux-dev": flux_dev, "sd35-large": sd35_large, "sd35-medium": sd35_medium}
