@@ -184,7 +184,7 @@ def test_point_mass_flow_every_solver_every_guidance_lands_on_the_point(schedule
 
 
 @settings(max_examples=25, deadline=None)
-@given(steps=st.integers(3, 12), shift=st.floats(min_value=0.3, max_value=10.0), solver=st.sampled_from(OWN),
+@given(steps=st.integers(4, 12), shift=st.floats(min_value=0.3, max_value=10.0), solver=st.sampled_from(OWN),
        name=st.sampled_from(sorted(FLOW_GUIDANCES)))
 def test_point_mass_flow_lands_on_the_point_for_any_shift(steps, shift, solver, name):
     make, target = FLOW_GUIDANCES[name]

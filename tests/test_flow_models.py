@@ -261,18 +261,20 @@ def test_model_to_moves_and_casts_and_offloaded_models_refuse(flow_tiny):
 # --- published settings -----------------------------------------------------------------------------------
 
 
-def test_recipes_module_is_torch_free_and_the_source_of_the_defaults():
+def test_published_recipes_are_the_source_of_the_defaults():
     from tgsample.models.diffusers import flow_recipes, flow_zoo
+    from tgsample.recipes import get
 
-    path = Path(flow_recipes.__file__)
-    code = ("import importlib.util, sys\n"
-            f"spec = importlib.util.spec_from_file_location('r', {str(path)!r})\n"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            "print(sorted(m.STUDENTS), 'torch' in sys.modules)")
+    code = "import sys, tgsample.models.diffusers.flow_recipes as R; print(sorted(R.STUDENTS), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert out == "['flux-schnell', 'sd35-large-turbo'] False"
     for name, factory in flow_zoo.STUDENTS.items():
-        v = flow_recipes.variants(name)
-        assert set(v) == {"", "++"} and v[""]["guidance"] == factory.defaults["guidance"]
-        assert v["++"]["guidance"] == factory.defaults["teacher_guidance"] and v["++"]["teacher"] in flow_zoo.TEACHERS
-        assert registry.get("students", name) is factory and v["++"]["teacher"] in registry.names("teachers")
+        plain, guided, d = get(name), get(name, "++"), factory.defaults
+        assert (plain.schedule, plain.steps, plain.solver, plain.guidance) == (
+            d["schedule"], d["steps"], d["solver"], d["guidance"]) == ("flow", 4, "euler", None)
+        assert guided.teacher == d["teacher"] and dict(guided.teacher_options) == d["teacher_options"]
+        assert (guided.guidance["lam"], guided.guidance["teacher_cfg"]) == (d["lam"], d["teacher_cfg"])
+        assert registry.get("students", name) is factory and guided.teacher in registry.names("teachers")
+    assert get("flux-schnell", "++").teacher_options == {"guidance_scale": 3.5}
+    for name in flow_zoo.TEACHERS:
+        assert flow_recipes.TEACHERS[name].schedule == "flow" and name in registry.names("teachers")

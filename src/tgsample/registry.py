@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from .errors import ConfigError, PluginError, UnknownNameError
 
-KINDS: tuple[str, ...] = ("guidance", "solvers", "schedules", "students", "teachers")
+KINDS: tuple[str, ...] = ("guidance", "solvers", "schedules", "students", "teachers", "recipes")
 GROUP_PREFIX = "tgsample."
 BUILTIN_DIST = "tgsample"
 DISABLE_ENV = "TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD"
@@ -315,6 +315,10 @@ def _conform(kind: str, obj: Any, label: str) -> None:
             f"{label} is an object of type {type(obj).__name__}, not a guidance: register a tgsample.guidance.Guidance "
             "class, a factory returning one, or a Guidance instance"
         )
+    if kind == "recipes":
+        from .recipes import conform
+
+        return conform(obj, label)
     if not callable(obj):
         what = {"solvers": "a solver function solver(model, x, sigmas, **options) -> x",
                 "schedules": "a schedule function schedule(steps, model=None, **options) -> sigmas",
@@ -463,6 +467,10 @@ def create(kind: str, name_or_obj: Any, **options: Any) -> Any:
             return obj
         _bind_options(kind, name, obj, options, src)
         return functools.partial(obj, **options)
+    if kind == "recipes":
+        if options:
+            raise ConfigError(f"recipes {name!r} take no options (got {sorted(options)})")
+        return obj
     if kind == "guidance" and _is_guidance_instance(obj):
         if options:
             raise ConfigError(f"guidance {name!r} is a ready-made {obj!r} and takes no options (got {sorted(options)})")

@@ -1,8 +1,9 @@
 """Published sampling settings of the flow-matching students and teachers, as plain data (no torch).
 
-One source for :mod:`.flow_zoo` (``Model.defaults``) and for the ``tgsample.recipes`` entry points: each
-student's :func:`variants` are the fields of a ``tgsample.recipes.Recipe`` -- ``""`` the published sampling
-(its diffusers pipeline's settings on the model card), ``"++"`` the same run with teacher guidance.
+One source (:data:`STUDENTS`, :data:`TEACHERS`) for :mod:`.flow_zoo` (``Model.defaults``) and for the
+``tgsample.recipes`` entry points (:data:`FLUX_SCHNELL`, :data:`SD35_LARGE_TURBO`: ``""`` the published
+sampling -- its diffusers pipeline's settings on the model card --, ``"++"`` the same run with teacher
+guidance).
 
 Where the numbers come from:
 
@@ -20,6 +21,9 @@ Where the numbers come from:
 from __future__ import annotations
 
 from typing import Any
+
+from ...recipes import Recipe
+from .recipes import published
 
 #: student -> settings: plain recipe (schedule, steps, solver, guidance) + teacher guidance (teacher, lam,
 #: guided_steps, teacher_cfg, teacher_options)
@@ -41,33 +45,23 @@ STUDENTS: dict[str, dict[str, Any]] = {
 }
 
 #: teacher -> how it is sampled on its own (a baseline)
-TEACHERS: dict[str, dict[str, Any]] = {
-    "flux-dev": {"schedule": "flow", "steps": 50, "solver": "euler", "guidance": None,
-                 "note": "FLUX.1-dev on its own: 50 Euler steps, embedded guidance 3.5 (model card)"},
-    "sd35-large": {"schedule": "flow", "steps": 28, "solver": "euler", "guidance": {"name": "cfg", "scale": 3.5},
-                   "note": "SD3.5 Large on its own: 28 Euler steps, CFG 3.5 (model card)"},
-    "sd35-medium": {"schedule": "flow", "steps": 40, "solver": "euler", "guidance": {"name": "cfg", "scale": 4.5},
-                    "note": "SD3.5 Medium on its own: 40 Euler steps, CFG 4.5 (model card)"},
+TEACHERS: dict[str, Recipe] = {
+    "flux-dev": Recipe(schedule="flow", steps=50, solver="euler",
+                       note="FLUX.1-dev on its own: 50 Euler steps, embedded guidance 3.5 (model card)"),
+    "sd35-large": Recipe(schedule="flow", steps=28, solver="euler", guidance={"name": "cfg", "scale": 3.5},
+                         note="SD3.5 Large on its own: 28 Euler steps, CFG 3.5 (model card)"),
+    "sd35-medium": Recipe(schedule="flow", steps=40, solver="euler", guidance={"name": "cfg", "scale": 4.5},
+                          note="SD3.5 Medium on its own: 40 Euler steps, CFG 4.5 (model card)"),
 }
 
-_RECIPE_KEYS = ("schedule", "steps", "solver", "guidance", "note")
+
+def _published(name: str) -> dict[str, Recipe]:
+    s = STUDENTS[name]
+    return published(schedule=s["schedule"], steps=s["steps"], solver=s["solver"], guidance=s["guidance"],
+                     teacher=s["teacher"], lam=s["lam"], teacher_cfg=s["teacher_cfg"], guided_steps=s["guided_steps"],
+                     teacher_options=s["teacher_options"], note=s["note"])
 
 
-def teacher_spec(student: str) -> dict[str, Any]:
-    """The teacher-guidance spec of ``student`` (the ``"++"`` guidance), without the teacher object."""
-    s = STUDENTS[student]
-    spec = {"name": "teacher", "lam": s["lam"], "steps": s["guided_steps"], "renoise": "next",
-            "teacher_cfg": s["teacher_cfg"]}
-    if s["guidance"] is not None:
-        spec["student"] = s["guidance"]
-    return spec
-
-
-def variants(student: str) -> dict[str, dict[str, Any]]:
-    """``{"": plain, "++": teacher-guided}`` as ``Recipe`` fields (``Recipe(**fields)``)."""
-    s = STUDENTS[student]
-    plain = {k: s[k] for k in _RECIPE_KEYS}
-    guided = {**plain, "guidance": teacher_spec(student), "teacher": s["teacher"],
-              "teacher_options": dict(s["teacher_options"]),
-              "note": f"{s['note']}; teacher guidance at lam {s['lam']:g} on {s['guided_steps']} step(s)"}
-    return {"": plain, "++": guided}
+# the ``tgsample.recipes`` entry points name these (``flux-schnell = "...flow_recipes:FLUX_SCHNELL"``)
+FLUX_SCHNELL = _published("flux-schnell")
+SD35_LARGE_TURBO = _published("sd35-large-turbo")

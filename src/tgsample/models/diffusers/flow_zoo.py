@@ -33,14 +33,12 @@ def student_defaults(name: str) -> dict:
     s = R.STUDENTS[name]
     d = settings(schedule=s["schedule"], steps=s["steps"], solver=s["solver"], teacher=s["teacher"], lam=s["lam"],
                  teacher_cfg=s["teacher_cfg"], guided_steps=s["guided_steps"], guidance=s["guidance"], note=s["note"])
-    return {**d, "teacher_guidance": R.teacher_spec(name), "teacher_options": dict(s["teacher_options"])}
+    return {**d, "teacher_options": dict(s["teacher_options"])}
 
 
 def teacher_defaults(name: str) -> dict:
     """``Model.defaults`` of flow teacher ``name`` sampled on its own."""
-    t = R.TEACHERS[name]
-    return {"schedule": t["schedule"], "schedule_options": {}, "steps": t["steps"], "solver": t["solver"],
-            "solver_options": {}, "guidance": t["guidance"], "note": t["note"]}
+    return R.TEACHERS[name].as_dict()
 
 
 def _student(name: str, kind: str, path: str, **fixed: Any) -> Any:
