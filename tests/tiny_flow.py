@@ -115,24 +115,26 @@ def save_sd3(path: Path, transformer, text_seed: int = 0, t5: bool = True, scrat
     return path
 
 
-def build_all(root: Path) -> dict[str, Path]:
-    """Write every fixture under ``root``; returns name -> path."""
-    root = Path(root)
-    out = {
-        "flux-schnell": save_flux(root / "flux-schnell", flux_transformer(False, seed=1), SCHNELL_SCHEDULER),
-        "flux-dev": save_flux(root / "flux-dev", flux_transformer(True, seed=2), DEV_SCHEDULER),
-        "sd35-turbo": save_sd3(root / "sd35-turbo", sd3_transformer(seed=3)),
-        "sd35-large": save_sd3(root / "sd35-large", sd3_transformer(seed=4)),
-        "sd35-medium": save_sd3(root / "sd35-medium", sd3_transformer(seed=5, medium=True)),
-        "sd35-no-t5": save_sd3(root / "sd35-no-t5", sd3_transformer(seed=4), t5=False),
-    }
-    link = save_flux(root / "flux-dev-link", flux_transformer(True, seed=2), DEV_SCHEDULER)
-    for folder in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
-        import shutil
+def build_all(root: Path, only: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write every fixture (or those named in ``only``) under ``root``; returns name -> path."""
+    import shutil
 
-        shutil.rmtree(link / folder)
-        (link / folder).symlink_to(out["flux-schnell"] / folder, target_is_directory=True)
-    out["flux-dev-link"] = link
+    root = Path(root)
+    builders = {
+        "flux-schnell": lambda p: save_flux(p, flux_transformer(False, seed=1), SCHNELL_SCHEDULER),
+        "flux-dev": lambda p: save_flux(p, flux_transformer(True, seed=2), DEV_SCHEDULER),
+        "sd35-turbo": lambda p: save_sd3(p, sd3_transformer(seed=3)),
+        "sd35-large": lambda p: save_sd3(p, sd3_transformer(seed=4)),
+        "sd35-medium": lambda p: save_sd3(p, sd3_transformer(seed=5, medium=True)),
+        "sd35-no-t5": lambda p: save_sd3(p, sd3_transformer(seed=4), t5=False),
+    }
+    out = {name: build(root / name) for name, build in builders.items() if not only or name in only}
+    if not only or "flux-dev-link" in only:
+        schnell = out.get("flux-schnell") or builders["flux-schnell"](root / "flux-schnell")
+        link = out["flux-dev-link"] = builders["flux-dev"](root / "flux-dev-link")
+        for folder in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):  # the same files as schnell's
+            shutil.rmtree(link / folder)
+            (link / folder).symlink_to(schnell / folder, target_is_directory=True)
     return out
 
 
