@@ -117,7 +117,8 @@ def check_latent_space(student: Model, teacher_root: Path, teacher_name: str) ->
         if channels != t_config.get("latent_channels"):
             raise LatentSpaceMismatchError(f"student {student.name!r} has {channels} latent channels but teacher "
                                            f"{teacher_name!r} at {str(teacher_root)!r} has "
-                                           f"{t_config.get('latent_channels')}; teacher guidance needs one latent space")
+                                           f"{t_config.get('latent_channels')}; teacher guidance needs one "
+                                           "latent space")
         return
     s, t = _latent_space(s_parts.vae_options["config"]), _latent_space(t_config)
     if s != t:
@@ -227,8 +228,8 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
         raise L.ModelNotFoundError(f"model {str(path)!r} is a file; give a diffusers pipeline directory")
     found = family(root)
     if kind is not None and found != kind:
-        raise ConfigError(f"model {name!r} is a {kind.upper()} model but {str(path)!r} holds a {found.upper()} "
-                          f"pipeline ({FAMILIES[found][0]}); give a {kind.upper()} pipeline directory")
+        raise ConfigError(f"model {name!r} is a {kind.upper()} model but {str(path)!r} holds a pipeline of family "
+                          f"{found!r} ({FAMILIES[found][0]}); give a {kind.upper()} pipeline directory")
     cls_name, spacing, net_cls, _ = FAMILIES[found]
     schedule = FlowSchedule.from_config(L.scheduler_config(root), spacing)
     import diffusers
@@ -239,7 +240,7 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
     if weights == "fp8":
         transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     vae_config = _vae_config(root)
-    shape, factor, tokens = _sample_shape(found, transformer, vae_config, height, width)
+    shape, _, tokens = _sample_shape(found, transformer, vae_config, height, width)
     if encoder is None:
         encoder = _load_encoder(found, root, device, dtype, max_sequence_length, transformer.config, t5)
     elif getattr(encoder, "kind", None) != found:
@@ -262,11 +263,12 @@ def make_flow_teacher(name: str, kind: str, default_path: str, *, path: Optional
     """A flow teacher, optionally for ``student``.
 
     With ``student=``: the teacher's latent space is checked against the student's first
-    (:func:`check_latent_space`); its image size and T5 length default to the student's; it shares the student's prompt
-    encoder without loading its own when ``share_text_encoders=True``, or (``None``, the default) when its
-    text-encoder files are the student's (the same directory, or the same Hugging Face cache blobs). Otherwise
-    it loads its own and :func:`~tgsample.models.diffusers.bundle.link_teacher` keeps one copy if the weights
-    are equal (``False`` skips the file comparison), else gives the teacher ``teacher_*`` keys.
+    (:func:`check_latent_space`); its image size and T5 length default to the student's; it shares the
+    student's prompt encoder without loading its own when ``share_text_encoders=True``, or (``None``, the
+    default) when its text-encoder files are the student's (the same directory, or the same Hugging Face cache
+    blobs). Otherwise it loads its own and :func:`~tgsample.models.diffusers.bundle.link_teacher` keeps one
+    copy if the weights are equal (``False`` skips the file comparison), else gives the teacher ``teacher_*``
+    keys.
     """
     path = path or default_path
     if student is None:

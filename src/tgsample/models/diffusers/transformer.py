@@ -153,8 +153,9 @@ class FluxNet(TransformerNet):
         w = self._get(cond, "guidance_scale", required=False)
         if w is None:
             if self.default_guidance_scale is None:
-                raise ConfigError("this FLUX transformer embeds a guidance scale (guidance-distilled, guidance_embeds): "
-                                  "pass guidance=DistilledCFG(w), cond['guidance_scale'], or guidance_scale=... at load")
+                raise ConfigError("this FLUX transformer embeds a guidance scale (guidance-distilled, "
+                                  "guidance_embeds): pass guidance=DistilledCFG(w), cond['guidance_scale'], or "
+                                  "guidance_scale=... at load")
             w = float(self.default_guidance_scale)
         return torch.as_tensor(w, dtype=torch.float32).flatten().expand(batch).to(self.device)
 
