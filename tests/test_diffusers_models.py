@@ -1,7 +1,7 @@
 """Diffusers-backed students and teachers on tiny random pipelines saved with save_pretrained.
 
-The pipelines (tests/tiny_pipelines.py) are written once per session and loaded through the same
-registry factories and loading code a user's real model goes through. No network, no GPU.
+The pipelines (tests/tiny_pipelines.py; fixture ``tiny`` in conftest.py) are written once per session and
+loaded through the same registry factories and loading code a user's real model goes through. No network, no GPU.
 """
 
 from __future__ import annotations
@@ -17,15 +17,8 @@ from tgsample.models import Model
 from tgsample.models.diffusers import LoRAMismatchError, ModelNotFoundError, OfflineModelError, load_model
 from tgsample.sampling import resolve_guidance
 
-from tiny_pipelines import build_all
-
 torch.set_num_threads(1)
 SD_CONFIG = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    return build_all(tmp_path_factory.mktemp("pipelines"))
 
 
 def student(name, **options):
