@@ -56,13 +56,14 @@ def test_sd_table_sigmas_and_timesteps_match_diffusers():
     euler = EulerDiscreteScheduler(**SD_CONFIG)
     euler.set_timesteps(timesteps=[999, 759, 499, 259])
     ours = lcm(4, den)
-    torch.testing.assert_close(ours, euler.sigmas.float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours, euler.sigmas.double(), rtol=1e-5, atol=1e-5)
     assert [round(v, 1) for v in ours[:-1].tolist()] == [14.6, 4.3, 1.6, 0.7]  # DESIGN.md section 2
-    torch.testing.assert_close(den.sigma_to_t(ours[:-1]), torch.tensor([999.0, 759, 499, 259]), rtol=0, atol=1e-3)
+    ts = torch.tensor([999.0, 759, 499, 259], dtype=torch.float64)
+    torch.testing.assert_close(den.sigma_to_t(ours[:-1]), ts, rtol=0, atol=1e-3)
     trail = EulerDiscreteScheduler(**SD_CONFIG, timestep_spacing="trailing")
     trail.set_timesteps(4)
     assert trail.timesteps.tolist() == [999, 749, 499, 249]
-    torch.testing.assert_close(trailing(4, den), trail.sigmas.float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(trailing(4, den), trail.sigmas.double(), rtol=1e-5, atol=1e-5)
 
 
 # --- the LCM student against diffusers' own LCM step --------------------------------------------

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 PURPOSES = ("init", "ancestral", "renoise", "renoise_level")
+SEED_RANGE = 2**63 - 1  # integer seeds drawn for other generators (k-diffusion's Brownian trees)
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -70,3 +71,7 @@ class NoiseStreams:
     def rand(self, purpose: str) -> Tensor:
         """One uniform number in ``[0, 1)`` per sample, shape ``[B]`` (float64 on the CPU)."""
         return torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators(purpose)])
+
+    def integers(self, purpose: str) -> list[int]:
+        """One integer seed in ``[0, 2^63 - 1)`` per sample (to seed another generator, e.g. a Brownian tree)."""
+        return [int(torch.randint(0, SEED_RANGE, (), generator=g)) for g in self.generators(purpose)]

@@ -27,10 +27,13 @@ from .kdiffusion import k_sampling
 def validate_sigmas(sigmas: Any) -> Tensor:
     """Return ``sigmas`` as a 1-D float tensor after checking it is a valid schedule.
 
-    Raises :class:`ScheduleError` unless it has >= 2 finite entries, is strictly decreasing
-    and ends at exactly 0.
+    A floating tensor keeps its dtype (a float64 schedule stays float64); anything else becomes
+    float64 (Python floats are doubles). Raises :class:`ScheduleError` unless it has >= 2 finite
+    entries, is strictly decreasing and ends at exactly 0.
     """
-    s = torch.as_tensor(sigmas, dtype=torch.float32).flatten() if not torch.is_tensor(sigmas) else sigmas.flatten().float()
+    s = sigmas.flatten() if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    if not s.is_floating_point():
+        s = s.to(torch.float64)
     if s.numel() < 2:
         raise ScheduleError(f"a schedule needs at least 2 sigmas (one step); got {s.tolist()}")
     if not bool(torch.isfinite(s).all()):
@@ -97,7 +100,8 @@ def vp(steps: int, model: Any = None, *, beta_d: float = 19.9, beta_min: float =
 
 
 def timesteps_to_sigmas(model: Any, timesteps: Sequence[float]) -> Tensor:
-    """Sigmas of discrete timesteps through the model's own ``abar`` table, with a final 0."""
+    """Sigmas of discrete timesteps through the model's own ``abar`` table, with a final 0 (float64, the
+    table's precision; :func:`tgsample.sample` casts them to the sampling dtype)."""
     d = _denoiser(model)
     if d is None or not hasattr(d, "t_to_sigma"):
         raise ConfigError(
@@ -108,7 +112,7 @@ def timesteps_to_sigmas(model: Any, timesteps: Sequence[float]) -> Tensor:
     n = d.schedule.num_timesteps if hasattr(d, "schedule") else None
     if n is not None and (bool((ts < 0).any()) or bool((ts > n - 1).any())):
         raise ConfigError(f"timesteps {ts.tolist()} fall outside the model's table [0, {n - 1}]")
-    return validate_sigmas(torch.cat([d.t_to_sigma(ts).float().cpu(), torch.zeros(1)]))
+    return validate_sigmas(torch.cat([d.t_to_sigma(ts).cpu(), torch.zeros(1, dtype=torch.float64)]))
 
 
 def timesteps(steps: Optional[int] = None, model: Any = None, *, timesteps: Sequence[float]) -> Tensor:

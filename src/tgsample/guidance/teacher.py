@@ -104,7 +104,7 @@ class TeacherGuidance(Guidance):
             positive = ctx.sigmas[ctx.sigmas > 0]
             lo, hi = float(positive.min()), float(positive.max())
             s = lo + (hi - lo) * ctx.noise.rand("renoise_level")
-        return s.to(sigma.device if torch.is_tensor(sigma) else "cpu", torch.float32)
+        return s.to(sigma.device if torch.is_tensor(sigma) else "cpu")  # keeps the schedule's dtype
 
     def renoise_noise(self, x: Tensor, sigma: Tensor, est: Estimate, ctx: StepContext) -> Tensor:
         """The noise ``n`` of the renoise ``x_r = D_s + sigma_r n``."""
