@@ -25,6 +25,7 @@ from .bundle import DiffusersModel, load_model, make_teacher
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name (LCM-LoRA, TCD releases)
 
 
 def settings(*, schedule: str, steps: int, solver: str, teacher: str, lam: float, teacher_cfg: float = 7.5,
@@ -73,31 +74,37 @@ def _student(name: str, defaults: dict, path: str, **fixed: Any) -> Any:
 
     factory.__name__ = name.replace("-", "_")
     factory.defaults = defaults  # type: ignore[attr-defined]  # read by the presets
+    factory.loading = {"path": path, **fixed}  # type: ignore[attr-defined]  # the published location and files
     factory.__doc__ = f"Student {name!r}: {defaults['note']}. Keywords: see load_model (defaults {fixed})."
     return factory
 
 
-lcm_sd15 = _student("lcm-sd15", LCM_DEFAULTS, "SimianLuo/LCM_Dreamshaper_v7", lcm=True, quantize=True,
+lcm_sd15 = _student("lcm-sd15", LCM_DEFAULTS, "SimianLuo/LCM_Dreamshaper_v7", family="sd15", lcm=True, quantize=True,
                     guidance_embedding_scale=8.0)
-lcm_sdxl = _student("lcm-sdxl", LCM_SDXL_DEFAULTS, SDXL, unet="latent-consistency/lcm-sdxl",
-                    lcm=True, quantize=True, guidance_embedding_scale=8.0)
-lcm_lora_sd15 = _student("lcm-lora-sd15", LCM_LORA_DEFAULTS, SD15, lora="latent-consistency/lcm-lora-sdv1-5",
-                         lcm=True, quantize=True)
-lcm_lora_sdxl = _student("lcm-lora-sdxl", {**LCM_LORA_DEFAULTS, "teacher": "sdxl"}, SDXL,
-                         lora="latent-consistency/lcm-lora-sdxl", lcm=True, quantize=True)
-dmd2_sdxl = _student("dmd2-sdxl", DMD2_DEFAULTS, SDXL, unet="tianweiy/DMD2",
+lcm_sdxl = _student("lcm-sdxl", LCM_SDXL_DEFAULTS, SDXL, family="sdxl", unet="latent-consistency/lcm-sdxl",
+                    lcm=True, quantize=True, guidance_embedding_scale=8.0)  # a UNet folder repo: no file name
+lcm_lora_sd15 = _student("lcm-lora-sd15", LCM_LORA_DEFAULTS, SD15, family="sd15",
+                         lora="latent-consistency/lcm-lora-sdv1-5", lora_weight_name=LORA_FILE, lcm=True, quantize=True)
+lcm_lora_sdxl = _student("lcm-lora-sdxl", {**LCM_LORA_DEFAULTS, "teacher": "sdxl"}, SDXL, family="sdxl",
+                         lora="latent-consistency/lcm-lora-sdxl", lora_weight_name=LORA_FILE, lcm=True, quantize=True)
+dmd2_sdxl = _student("dmd2-sdxl", DMD2_DEFAULTS, SDXL, family="sdxl", unet="tianweiy/DMD2",
                      unet_weight_name="dmd2_sdxl_4step_unet_fp16.bin", lcm=True, quantize=True)
-lightning_sdxl = _student("lightning-sdxl", LIGHTNING_DEFAULTS, SDXL, unet="ByteDance/SDXL-Lightning",
+lightning_sdxl = _student("lightning-sdxl", LIGHTNING_DEFAULTS, SDXL, family="sdxl", unet="ByteDance/SDXL-Lightning",
                           unet_weight_name="sdxl_lightning_4step_unet.safetensors", quantize=True)
-lightning_lora_sdxl = _student("lightning-lora-sdxl", LIGHTNING_DEFAULTS, SDXL, lora="ByteDance/SDXL-Lightning",
+lightning_lora_sdxl = _student("lightning-lora-sdxl", LIGHTNING_DEFAULTS, SDXL, family="sdxl",
+                               lora="ByteDance/SDXL-Lightning",
                                lora_weight_name="sdxl_lightning_4step_lora.safetensors", quantize=True)
-turbo_sdxl = _student("turbo-sdxl", TURBO_DEFAULTS, "stabilityai/sdxl-turbo", quantize=True)
-tcd_sd15 = _student("tcd-sd15", TCD_DEFAULTS, SD15, lora="h1t/TCD-SD15-LoRA", quantize=True)
-tcd_sdxl = _student("tcd-sdxl", {**TCD_DEFAULTS, "teacher": "sdxl"}, SDXL, lora="h1t/TCD-SDXL-LoRA", quantize=True)
-tdd_sdxl = _student("tdd-sdxl", TDD_DEFAULTS, SDXL, lora="RedAIGC/TDD",
+turbo_sdxl = _student("turbo-sdxl", TURBO_DEFAULTS, "stabilityai/sdxl-turbo", family="sdxl", quantize=True)
+tcd_sd15 = _student("tcd-sd15", TCD_DEFAULTS, SD15, family="sd15", lora="h1t/TCD-SD15-LoRA",
+                    lora_weight_name=LORA_FILE, quantize=True)
+tcd_sdxl = _student("tcd-sdxl", {**TCD_DEFAULTS, "teacher": "sdxl"}, SDXL, family="sdxl", lora="h1t/TCD-SDXL-LoRA",
+                    lora_weight_name=LORA_FILE, quantize=True)
+tdd_sdxl = _student("tdd-sdxl", TDD_DEFAULTS, SDXL, family="sdxl", lora="RedAIGC/TDD",
                     lora_weight_name="sdxl_tdd_lora_weights.safetensors", quantize=True)
-tdd_sd15 = _student("tdd-sd15", {**TDD_DEFAULTS, "teacher": "sd15"}, SD15, lora="redaigc/tdd_SD15_LoRAs",
-                    quantize=True)
+# The file name inside this repo could not be confirmed without network: no name, so the cached snapshot's
+# single weights file is used (several raise AmbiguousWeightsError listing them; pass lora_weight_name=).
+tdd_sd15 = _student("tdd-sd15", {**TDD_DEFAULTS, "teacher": "sd15"}, SD15, family="sd15",
+                    lora="redaigc/tdd_SD15_LoRAs", quantize=True)
 
 TEACHER_DEFAULTS = {"schedule": "karras", "steps": 25, "solver": "dpmpp_2m", "guidance": {"name": "cfg", "scale": 7.5},
                     "note": "standalone teacher sampling (a baseline)"}
@@ -111,13 +118,13 @@ def sd15(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = T
     prompt encoder when the text encoders are equal; latent shapes are checked.
     """
     return make_teacher("sd15", SD15, path=path, student=student, zero_copy=zero_copy, defaults=TEACHER_DEFAULTS,
-                        **options)
+                        family="sd15", **options)
 
 
 def sdxl(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = True, **options: Any) -> DiffusersModel:
     """Teacher ``sdxl``: an SDXL-family pipeline (two text encoders, pooled embeddings, time ids); as :func:`sd15`."""
     return make_teacher("sdxl", SDXL, path=path, student=student, zero_copy=zero_copy, defaults=TEACHER_DEFAULTS,
-                        **options)
+                        family="sdxl", **options)
 
 
 STUDENTS = {f.__name__.replace("_", "-"): f for f in (
