@@ -22,6 +22,7 @@ so one conditioning dict can serve a student and a teacher.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -157,6 +158,14 @@ class DiscreteVPDenoiser(Denoiser):
     def init_noise_scale(self, sigma: Tensor) -> Tensor:
         """VP models start from ``x_vp ~ N(0, I)``, i.e. ``x = sqrt(1 + sigma^2) z`` in sigma space."""
         return (sigma**2 + 1) ** 0.5
+
+    def quantized(self) -> "DiscreteVPDenoiser":
+        """This denoiser with ``quantize=True``: a view sharing the net and the table (``self`` if already so)."""
+        if self.quantize:
+            return self
+        view = copy.copy(self)  # a new attribute dict; parameters, buffers and submodules are shared
+        view.quantize = True
+        return view
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
         """x0 estimate at noise level ``sigma`` (``[B]``).

@@ -7,9 +7,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .conventions import resolve_run
 from .errors import ConfigError, ShapeMismatchError
 from .guidance import Guidance, NoGuidance
-from .noise import NoiseStreams
+from .noise import GeneratorNoise, NoiseStreams, generator_seeds
 from .schedules import validate_sigmas
 from .solvers import GuidedModel
 
@@ -97,12 +98,13 @@ def _device_dtype(denoiser: Any) -> tuple[torch.device, torch.dtype]:
 
 
 @torch.no_grad()
-def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Sequence[int],
+def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Optional[Sequence[int]] = None,
            sigmas: Any = None, schedule: Union[None, str, Callable] = None, steps: Optional[int] = None,
            solver: Union[str, Callable[..., Tensor]] = "euler", guidance: GuidanceSpec = None,
            uncond: Optional[Mapping[str, Any]] = None, shape: Optional[Sequence[int]] = None,
            progress: bool = False, callback: Optional[Callable[[dict], Any]] = None,
            device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None,
+           generator: Optional[torch.Generator] = None, latents: Optional[Tensor] = None,
            **solver_options: Any) -> Tensor:
     """Sample a (student) model with any guidance and solver; returns the final x0 samples ``[B, *shape]``.
 
@@ -115,7 +117,7 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Seque
         model: a denoiser ``D(x, sigma, **cond)``, a :class:`~tgsample.models.Model`, or a student's registry name.
         cond: conditioning dict (batch-first tensors), passed to the denoiser as keywords.
         seeds: one seed per sample. Sample ``i`` depends only on ``seeds[i]`` (and its cond), never on
-            the batch size or its position in the batch.
+            the batch size or its position in the batch. Optional with ``generator``.
         sigmas: an explicit schedule of noise levels (sigmas, not timesteps): strictly decreasing,
             ending at 0. Give either this or ``schedule``; with neither, the model's own default.
         schedule: a schedule's registry name (``karras``, ``lcm``, ``trailing``, ...) or a function
@@ -130,11 +132,20 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Seque
         callback: called at each step with ``{"x", "i", "sigma", "sigma_hat", "denoised"}`` (k-diffusion's keys).
         device: where to sample (default: the denoiser's parameters' device, else the CPU).
         dtype: the sampling dtype (default: the denoiser's parameters' dtype, else float32).
+        generator: diffusers' seeding convention instead of per-sample streams: the initial noise and the
+            solver's noise are drawn from this ``torch.Generator``, the whole batch per call, as a diffusers
+            pipeline given ``generator=`` draws them (:class:`~tgsample.noise.GeneratorNoise`); the teacher's
+            draws keep per-sample streams (``seeds``, else seeds derived from ``generator.initial_seed()``).
+        latents: the initial noise ``z`` ``[B, *shape]``, in diffusers' convention: the unit-variance tensor a
+            diffusers pipeline takes as ``latents=`` (it scales it by ``init_noise_sigma``); the start is
+            ``x = init_scale(sigmas[0]) * latents``. Give ``z = x / init_scale`` to start from a sigma-space ``x``.
         **solver_options: passed to the solver (``eta``, ``gamma``, ...).
 
     Returns:
-        The final x0 samples, shape ``[B, *shape]`` with ``B = len(seeds)``; initial noise
-        ``x = init_noise_scale(sigmas[0]) * z`` with ``z`` from each seed's ``"init"`` stream.
+        The final samples, shape ``[B, *shape]``; initial noise ``x = init_scale(sigmas[0]) * z`` with ``z``
+        from ``latents``, else each seed's ``"init"`` stream (or ``generator``). ``init_scale`` is the model's
+        ``init_noise_scale`` (``sqrt(1 + sigma^2)`` for VP models), or diffusers' where the model was loaded
+        with ``diffusers_parity=True`` (:mod:`tgsample.conventions`).
     """
     model = resolve_model(model)
     denoiser = getattr(model, "denoiser", model)
@@ -142,19 +153,46 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Seque
     if not shape:
         raise ConfigError("the sample shape is unknown: pass shape=(C, H, W) or use a model with sample_shape")
     cond = dict(cond or {})
-    seeds = list(seeds)
+    seeds = _seeds(seeds, generator, cond, latents)
     _batch_size(cond, seeds)
     if uncond is not None:
         _batch_size(uncond, seeds)
     dev, dt = _device_dtype(denoiser)
     dev, dt = torch.device(device) if device is not None else dev, dtype or dt
+    run = resolve_run(denoiser, solver, schedule if schedule is not None else _default_schedule(model, sigmas))
     sigmas = resolve_sigmas(model, sigmas, schedule, steps).to(dev, dt)
-    noise = NoiseStreams(seeds, dev, dt)
-    guided = GuidedModel(denoiser, resolve_guidance(guidance), cond, uncond, sigmas, noise)
-    x = noise.randn("init", shape) * _init_scale(denoiser, sigmas[0])
-    return resolve_solver(solver)(guided, x, sigmas, callback=callback, disable=not progress, **solver_options)
+    noise = NoiseStreams(seeds, dev, dt) if generator is None else GeneratorNoise(generator, seeds, dev, dt)
+    guided = GuidedModel(run.denoiser, resolve_guidance(guidance), cond, uncond, sigmas, noise)
+    x = _initial_noise(noise, latents, shape) * run.init_scale(sigmas[0])
+    return resolve_solver(solver)(guided, x, sigmas, callback=callback, disable=not progress,
+                                  **{**run.solver_options, **solver_options})
 
 
-def _init_scale(denoiser: Any, sigma_max: Tensor) -> Tensor:
-    fn = getattr(denoiser, "init_noise_scale", None)
-    return fn(sigma_max) if fn is not None else sigma_max
+def _default_schedule(model: Any, sigmas: Any) -> Any:
+    return None if sigmas is not None else (getattr(model, "defaults", {}) or {}).get("schedule")
+
+
+def _seeds(seeds: Optional[Sequence[int]], generator: Optional[torch.Generator], cond: Mapping[str, Any],
+           latents: Optional[Tensor]) -> list[int]:
+    """The per-sample seeds; with ``generator`` and no seeds, derived from it for the batch size of
+    ``latents`` or ``cond``."""
+    if seeds is not None:
+        return list(seeds)
+    if generator is None:
+        raise ConfigError("give seeds=[...] (one per sample), or generator=torch.Generator().manual_seed(s) "
+                          "for diffusers' seeding convention")
+    sizes = [v.shape[0] for v in [latents, *cond.values()] if isinstance(v, Tensor) and v.ndim > 0]
+    if not sizes:
+        raise ConfigError("with generator= and no seeds the batch size is unknown: pass seeds=, latents= or cond")
+    return generator_seeds(generator, sizes[0])
+
+
+def _initial_noise(noise: NoiseStreams, latents: Optional[Tensor], shape: tuple[int, ...]) -> Tensor:
+    """``z``: the given ``latents`` (checked), else a draw from the ``init`` purpose."""
+    if latents is None:
+        return noise.randn("init", shape)
+    latents = torch.as_tensor(latents)
+    if tuple(latents.shape) != (len(noise), *shape):
+        raise ShapeMismatchError(f"latents has shape {tuple(latents.shape)}; expected {(len(noise), *shape)} "
+                                 f"(one unit-variance noise tensor per sample)")
+    return latents.to(noise.device, noise.dtype)

@@ -164,22 +164,41 @@ def tcd_sigma_s(denoiser: Any, sigma_next: Tensor, gamma: float) -> Tensor:
     return (1 - gamma) * sigma_next
 
 
+TCD_FINALS = ("x0", "t0")
+
+
 @torch.no_grad()
-def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 0.3,
+def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 0.3, final: str = "x0",
                callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
     """TCD / TDD gamma-sampling: deterministic to ``sigma_s``, then fresh noise to ``sigma_{i+1}``.
 
     ``x_{i+1} = denoised + sigma_s d + sqrt(sigma_{i+1}^2 - sigma_s^2) z`` (:func:`tcd_sigma_s`).
     ``gamma = 0`` is Euler on table entries; ``gamma = 1`` is LCM where ``sigma(t=0) = 0``.
+    ``final="x0"`` ends on the x0 estimate; ``final="t0"`` ends as diffusers' ``TCDScheduler`` does, on the
+    VP latent at the table's ``t = 0`` (sigma ``s0 = sigma(0)``, 0.029 for SD):
+    ``(denoised + s0 d) / sqrt(1 + s0^2) = sqrt(abar_0) x0 + sqrt(1 - abar_0) eps``.
     """
     if not 0.0 <= gamma <= 1.0:
         raise ConfigError(f"TCD gamma={gamma!r} is outside the allowed range [0, 1]")
+    if final not in TCD_FINALS:
+        raise ConfigError(f"TCD final={final!r}; allowed: {list(TCD_FINALS)}")
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
         _report(callback, x, i, sigmas[i], est)
+        d = M.implied_noise(x, est.direction, sigmas[i])
+        if sigmas[i + 1] == 0 and final == "t0":
+            s0 = _table_sigma_0(model.denoiser).to(x)
+            x = (est.denoised + s0 * d) * M.vp_scale(s0)
+            continue
         sigma_s = torch.minimum(tcd_sigma_s(model.denoiser, sigmas[i + 1], gamma), sigmas[i + 1])
-        x_next = est.denoised + sigma_s * M.implied_noise(x, est.direction, sigmas[i])
+        x_next = est.denoised + sigma_s * d
         if sigmas[i + 1] > sigma_s:
             x_next = x_next + (sigmas[i + 1] ** 2 - sigma_s**2).sqrt() * model.fresh_noise(x)
         x = x_next
     return x
+
+
+def _table_sigma_0(denoiser: Any) -> Tensor:
+    if not hasattr(denoiser, "t_to_sigma"):
+        raise ConfigError("TCD final='t0' needs a discrete-time model with an abar table (sigma at t = 0)")
+    return denoiser.t_to_sigma(torch.tensor(0.0)).reshape(())
