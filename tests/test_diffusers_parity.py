@@ -180,6 +180,22 @@ def test_teacher_euler_leading_and_karras_match(tiny):
 # --- guidance_rescale, SDXL micro-conditioning, clip_skip --------------------------------------------------------
 
 
+def test_guidance_rescale_equals_diffusers(tiny):
+    import diffusers as D
+
+    sd = str(tiny["sd15"])
+    t = registry.create("teachers", "sd15", path=sd, diffusers_parity=True)
+    pipe = D.StableDiffusionPipeline.from_pretrained(
+        sd, unet=t.parts.unet, safety_checker=None, requires_safety_checker=False,
+        scheduler=D.DPMSolverMultistepScheduler.from_pretrained(sd, subfolder="scheduler", use_karras_sigmas=True))
+    z = _z(t.sample_shape)
+    run = dict(schedule="karras", steps=6, solver="dpmpp_2m")
+    expected = theirs(pipe, z, num_inference_steps=6, guidance_scale=7.5, guidance_rescale=0.7)
+    x = ours(t, z, **run, guidance={"name": "cfg", "scale": 7.5, "rescale": 0.7})
+    torch.testing.assert_close(x, expected, rtol=0, atol=ATOL)
+    assert (ours(t, z, **run, guidance={"name": "cfg", "scale": 7.5}) - expected).abs().max() > 1e-2
+
+
 def test_sdxl_micro_conditioning_equals_diffusers(tiny):
     import diffusers as D
 

@@ -48,6 +48,16 @@ def cfg(uncond: Tensor, cond: Tensor, scale: Scalar) -> Tensor:
     return lerp(uncond, cond, scale)
 
 
+def rescale_guided(guided: Tensor, cond: Tensor, phi: float) -> Tensor:
+    """Guidance rescale (Lin et al. 2023, sec. 3.4; diffusers' ``rescale_noise_cfg``):
+    ``phi * guided * std(cond) / std(guided) + (1 - phi) * guided``, std per sample over all other dims.
+
+    Applied to noise predictions (``guided = eps_cfg``, ``cond = eps_c``), as diffusers does for eps models.
+    """
+    dims = list(range(1, guided.ndim))
+    return phi * guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)) + (1 - phi) * guided
+
+
 def implied_noise(x: Tensor, x0: Tensor, sigma: Scalar) -> Tensor:
     """The noise an x0 estimate implies: ``eps = (x - x0) / sigma`` (k-diffusion's ``to_d``)."""
     return (x - x0) / append_dims(sigma, x.ndim)

@@ -39,22 +39,31 @@ class CFG(Guidance):
     """Classifier-free guidance: ``denoised = direction = D_u + w (D_c - D_u)``.
 
     Cond and uncond are evaluated in one batched call; ``w = 1`` makes one conditional call.
+    ``rescale = phi > 0`` is diffusers' ``guidance_rescale`` on the implied noise ``eps = (x - D) / sigma``:
+    ``eps <- phi eps_cfg std(eps_c) / std(eps_cfg) + (1 - phi) eps_cfg`` (:func:`tgsample.math.rescale_guided`),
+    then ``D = x - sigma eps`` (equal to diffusers' for eps-prediction models; for v-prediction diffusers
+    rescales v instead).
     """
 
-    def __init__(self, scale: float = 7.5):
+    def __init__(self, scale: float = 7.5, rescale: float = 0.0):
         self.scale = float(scale)
         if not torch.isfinite(torch.tensor(self.scale)):
             raise ConfigError(f"CFG scale={scale!r} must be a finite number")
+        self.rescale = check_unit("CFG rescale", rescale)
 
     def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
         if self.scale == 1.0:
             return Estimate.same(denoise(model, x, sigma, ctx.cond))
         _need_uncond(ctx, "CFG")
         d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, ctx.uncond)
-        return Estimate.same(M.cfg(d_u, d_c, self.scale))
+        d = M.cfg(d_u, d_c, self.scale)
+        if self.rescale:
+            eps = M.rescale_guided(M.implied_noise(x, d, sigma), M.implied_noise(x, d_c, sigma), self.rescale)
+            d = M.eps_to_x0(x, eps, sigma)
+        return Estimate.same(d)
 
     def __repr__(self) -> str:
-        return f"CFG(scale={self.scale})"
+        return f"CFG(scale={self.scale})" if not self.rescale else f"CFG(scale={self.scale}, rescale={self.rescale})"
 
 
 class CFGPP(Guidance):
