@@ -35,7 +35,7 @@ _EXPORTS = {
     "ShapeMismatchError": "tgsample.errors", "NonFiniteError": "tgsample.errors", "PluginError": "tgsample.errors",
 }
 _SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "kdiffusion", "registry",
-               "sampling", "models", "errors", "recipes")
+               "sampling", "models", "errors", "recipes", "resolve")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

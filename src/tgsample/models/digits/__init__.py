@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 _ZOO = ("teacher", "student", "compact_student", "build_denoiser", "load_denoiser", "encode_labels", "NULL_CLASS",
-        "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule", "teacher_guidance", "SIGMA_DATA", "SIGMA_MIN", "SIGMA_MAX")
+        "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule", "SIGMA_DATA", "SIGMA_MIN", "SIGMA_MAX")
 
 __all__ = list(_ZOO)
 
