@@ -226,7 +226,8 @@ def build_teacher(name: str, student: Any, options: Optional[Mapping[str, Any]] 
 def resolve(model: Any, recipe: RecipeArg = None, *, options: Optional[Mapping[str, Any]] = None,
             **explicit: Any) -> Run:
     """The run for ``model``: ``explicit`` settings > ``recipe`` (default: the model's plain recipe) >
-    the library default (:data:`tgsample.recipes.DEFAULT`), built.
+    the library default (:data:`tgsample.recipes.DEFAULT`), built. A schedule that needs a step count and
+    gets none (another schedule than the recipe's, without ``steps``) takes the library default's.
 
     Args:
         model: the student (a :class:`~tgsample.models.Model` or a denoiser).
