@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_diffusers_parity import FAMILIES, _families, _z, ours, published, theirs  # noqa: E402
+from test_diffusers_parity import FAMILIES, _families, _z, call_options, ours, theirs  # noqa: E402
 from tiny_pipelines import build_all  # noqa: E402
 
 
@@ -78,7 +78,7 @@ def main() -> None:
             for parity in (False, True):
                 model = registry.create("students", name, diffusers_parity=parity, **options)
                 z = _z(model.sample_shape)
-                diffs.append((ours(model, z, **published(model)) - theirs(pipe(model), z, **call)).abs().max().item())
+                diffs.append((ours(model, z) - theirs(pipe(model), z, **call_options(model, call))).abs().max().item())
             rows.append((f"{name} ({type(pipe(model).scheduler).__name__})", *diffs))
         for label, run in teachers(tiny):
             rows.append((label, *[(lambda a, b: (a - b).abs().max().item())(*run(p)) for p in (False, True)]))

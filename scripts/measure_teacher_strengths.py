@@ -30,8 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tgsample import math as M  # noqa: E402
 from tgsample import registry, sample  # noqa: E402
-from tgsample.guidance import Estimate, TeacherGuidance  # noqa: E402
-from tgsample.sampling import resolve_guidance  # noqa: E402
+from tgsample.guidance import CFG, Estimate, TeacherGuidance, build  # noqa: E402
 
 from tiny_pipelines import build_all  # noqa: E402
 
@@ -39,47 +38,39 @@ PROMPTS = ["a red cube", "a cat", "a lake at dawn", "an old man"] * 4  # short: 
 SEEDS = list(range(len(PROMPTS)))
 
 
-class Recorder:
-    """Mean |D_new - D_s| of each guided evaluation (and, for the noise form, of its injected-noise part)."""
+class Measured:
+    """Teacher guidance (a built :class:`TeacherGuidance` ``tg``) in the x0 or the noise form, recording
+    mean |D_new - D_s| of each guided evaluation and, for the noise form, of its injected-noise part."""
 
-    def __init__(self):
+    needs_step = True
+    splits_direction = True
+
+    def __init__(self, tg: TeacherGuidance, form: str):
+        self.tg, self.form = tg, form
         self.shifts: list[float] = []
         self.noise_parts: list[float] = []
 
-
-class X0Form(TeacherGuidance):
-    """tgsample's update, recording its shift."""
-
-    def __init__(self, *args, recorder: Recorder, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.recorder = recorder
+    def check(self, sigmas):
+        self.tg.check(sigmas)
 
     def __call__(self, model, x, sigma, ctx):
-        est_s = self.student(model, x, sigma, ctx)
-        est = super().__call__(model, x, sigma, ctx)
-        if ctx.index in self.steps:
-            self.recorder.shifts.append((est.denoised - est_s.denoised).abs().mean().item())
-        return est
-
-
-class NoiseForm(X0Form):
-    """The noise-space update: ``D_new = x - sigma ((1 - lam) eps_s + lam eps_T)``."""
-
-    def __call__(self, model, x, sigma, ctx):
-        est = self.student(model, x, sigma, ctx)
-        if ctx.index not in self.steps:
+        tg = self.tg
+        est = tg.own(model, x, sigma, ctx)
+        index = ctx.require_step("teacher guidance")
+        if index not in tg.guided_steps:
             return est
-        lam = self.lam_at(ctx.index, float(torch.as_tensor(sigma).flatten()[0]))
-        sigma_r = self.renoise_sigma(torch.as_tensor(sigma), ctx, x.shape[0]).to(x.device, x.dtype)
-        n = self.renoise_noise(x, sigma, est, ctx)
+        lam = tg.lam_at(index, sigma)
+        sigma_r = tg.renoise_sigma(sigma, ctx)
+        n = tg.renoise_noise(x, sigma, est, ctx)
         x_r = M.renoise(est.denoised, sigma_r, n)
-        d_t = self.teacher_guidance(self.teacher, x_r, sigma_r, ctx).denoised
-        eps_s = M.implied_noise(x, est.denoised, sigma)
-        eps = M.lerp(eps_s, M.implied_noise(x_r, d_t, sigma_r), lam)
-        d_new = M.eps_to_x0(x, eps, sigma)
-        # D_new - D_s = lam sigma (eps_s - n) + lam (sigma / sigma_r) (D_T - D_s): injected noise + amplified teacher
-        self.recorder.shifts.append((d_new - est.denoised).abs().mean().item())
-        self.recorder.noise_parts.append((lam * M.append_dims(sigma, x.ndim) * (eps_s - n)).abs().mean().item())
+        d_t = CFG(tg.teacher_cfg)(tg.teacher, x_r, sigma_r, ctx).denoised
+        if self.form == "x0":
+            d_new = M.interpolate(est.denoised, d_t, lam)
+        else:  # D_new - D_s = lam sigma (eps_s - n) + lam (sigma / sigma_r) (D_T - D_s): injected noise + amplified teacher
+            eps_s = M.implied_noise(x, est.denoised, sigma)
+            d_new = M.eps_to_x0(x, M.lerp(eps_s, M.implied_noise(x_r, d_t, sigma_r), lam), sigma)
+            self.noise_parts.append((lam * M.append_dims(sigma, x.ndim) * (eps_s - n)).abs().mean().item())
+        self.shifts.append((d_new - est.denoised).abs().mean().item())
         return Estimate(d_new, est.direction)
 
 
@@ -94,36 +85,27 @@ def families(tiny):
     }
 
 
-def settings(student) -> dict:
-    """The student's published run and teacher-guidance settings (diffusers students, or the digits student)."""
-    d = student.defaults
-    if "teacher_guidance" in d:
-        run = dict(schedule=d["schedule"], steps=d["steps"], **d["schedule_options"])
-        return dict(run=run, solver=d["solver"], solver_options=d["solver_options"], guidance=d["guidance"],
-                    spec=d["teacher_guidance"], prompts=PROMPTS)
-    spec = {"lam": d["lam"], "steps": d["teacher_steps"], "renoise": d["renoise"], "teacher_cfg": d["teacher_cfg"]}
-    return dict(run=dict(sigmas=d["sigmas"]), solver=d["solver"], solver_options={}, guidance=d["guidance"],
-                spec=spec, prompts=[i % 10 for i in SEEDS])
+def conditioning(student):
+    labels = [i % 10 for i in SEEDS]
+    return student.encode(PROMPTS if hasattr(student, "parts") else labels, None)
 
 
 def run(student, teacher, form=None, lam=None):
-    c = settings(student)
-    spec = c["spec"]
-    cond, uncond = student.encode(c["prompts"], None)
-    rec = Recorder()
-    guidance = resolve_guidance(c["guidance"])
-    if form is not None:
-        guidance = form(teacher.denoiser, lam=spec["lam"] if lam is None else lam, steps=spec["steps"],
-                        renoise=spec["renoise"], teacher_cfg=spec["teacher_cfg"], student=guidance, recorder=rec)
-    x = sample(student, cond, uncond=uncond, seeds=SEEDS, solver=c["solver"], guidance=guidance, **c["run"],
-               **c["solver_options"])
-    return x, rec
+    """The student's plain recipe (``form=None``) or its ``++`` recipe with the guidance in ``form``."""
+    cond, uncond = conditioning(student)
+    if form is None:
+        return sample(student, cond, uncond=uncond, seeds=SEEDS), None
+    spec = dict(student.recipes["++"].guidance)
+    if lam is not None:
+        spec["lam"] = lam
+    measured = Measured(build(spec, teacher=lambda name: teacher), form)
+    return sample(student, cond, uncond=uncond, seeds=SEEDS, recipe="++", guidance=measured), measured
 
 
 def matching_lam(student, teacher, plain, target, hi=1.0):
     """The x0-form lam whose mean final |x - x_plain| equals ``target`` (bisection; effect grows with lam)."""
     lo = 0.0
-    effect = lambda lam: (run(student, teacher, X0Form, lam)[0] - plain).abs().mean().item()  # noqa: E731
+    effect = lambda lam: (run(student, teacher, "x0", lam)[0] - plain).abs().mean().item()  # noqa: E731
     if effect(hi) < target:
         return float("inf")
     for _ in range(14):
@@ -142,21 +124,21 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- |")
         for name, (s_opts, t_opts) in families(tiny).items():
             student = registry.create("students", name, **s_opts)
+            guided = student.recipes["++"]
             link = {} if name == "digits" else {"student": student}
-            real = registry.create("teachers", student.defaults["teacher"], **link, **t_opts)
-            spec = settings(student)["spec"]
+            real = registry.create("teachers", guided.teacher, **link, **{**guided.teacher_options, **t_opts})
+            spec = guided.guidance
             plain, _ = run(student, real)
             for label, teacher, lam in (("real", real, None), ("self", student, None), ("real", real, 0.01)):
                 if lam is not None and (name != "digits" or lam == spec["lam"]):
                     continue  # digits: also at the SD students' lam 0.01
-                x0, x0_rec = run(student, teacher, X0Form, lam)
-                noise, noise_rec = run(student, teacher, NoiseForm, lam)
+                x0, x0_rec = run(student, teacher, "x0", lam)
+                noise, noise_rec = run(student, teacher, "noise", lam)
                 e_x0, e_noise = ((x - plain).abs().mean().item() for x in (x0, noise))
                 match = matching_lam(student, teacher, plain, e_noise)
-                print(f"| {name} | {lam or spec['lam']} ({spec['steps']}) | {label} | {x0_rec.shifts[0]:.3g} / "
+                print(f"| {name} | {lam or spec['lam']} ({spec['guided_steps']}) | {label} | {x0_rec.shifts[0]:.3g} / "
                       f"{noise_rec.shifts[0]:.3g} ({noise_rec.noise_parts[0]:.3g}) | {e_x0:.3g} / {e_noise:.3g} "
                       f"| {'> 1' if match == float('inf') else f'{match:.3g}'} |", flush=True)
-
 
 if __name__ == "__main__":
     main()

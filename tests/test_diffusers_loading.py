@@ -19,7 +19,6 @@ from tgsample.errors import ConfigError
 from tgsample.models.diffusers import load_model
 from tgsample.models.diffusers.errors import (AmbiguousWeightsError, CorruptWeightsError, FamilyMismatchError,
                                               ModelNotFoundError, OfflineModelError)
-from tgsample.models.diffusers.zoo import STUDENTS
 
 from tiny_pipelines import SD_SCALING, SDXL_SCALING, hub_cache
 
@@ -71,6 +70,12 @@ def test_lora_without_metadata_keeps_scale_one(tiny):
 # --- 2. published students from a populated Hugging Face cache, offline -----------------------------------------
 
 
+def published_students() -> dict:
+    """name -> factory of every registered student with a published location (the diffusers factories)."""
+    factories = {n: registry.get("students", n) for n in registry.names("students")}
+    return {n: f for n, f in factories.items() if hasattr(f, "loading")}
+
+
 def _published_repos(tiny, tmp_path: Path) -> dict[str, dict[str, object]]:
     """Every published repo a registered student or teacher loads, laid out as the releases are (with the
     other files of multi-file repos present, as unreadable bytes: loading a wrong one fails)."""
@@ -106,11 +111,10 @@ OFFLINE_SCRIPT = """
 import json, sys
 from tgsample import registry
 from tgsample.models.diffusers.errors import AmbiguousWeightsError, OfflineModelError
-from tgsample.models.diffusers.zoo import STUDENTS
 out = {}
-for name in STUDENTS:
+for name in NAMES:
     m = registry.create("students", name)
-    t = registry.create("teachers", m.defaults["teacher"], student=m)
+    t = registry.create("teachers", m.recipes["++"].teacher, student=m)
     cond, _ = m.encode(["a cat"])
     x = m.denoiser(torch.zeros(1, *m.sample_shape), torch.tensor([2.0]), **cond, guidance_scale=torch.tensor([2.0]))
     out[name] = {"lora": m.parts.lora, "root": str(m.parts.root), "teacher": t.name, "finite": bool(x.isfinite().all())}
@@ -127,17 +131,20 @@ print("RESULT" + json.dumps(out))
 
 def test_published_students_load_offline_from_the_hub_cache(tiny, tmp_path):
     repos = _published_repos(tiny, tmp_path)
-    for name, factory in STUDENTS.items():  # the test covers every registered student's published files
+    students = published_students()
+    assert len(students) >= 12
+    for name, factory in students.items():  # the test covers every registered student's published files
         for key in ("path", "unet", "lora"):
             if factory.loading.get(key):
                 assert factory.loading[key] in repos, f"{name}: {factory.loading[key]} missing from the fake cache"
     cache = hub_cache(tmp_path / "hub", repos)
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(1)\n" + OFFLINE_SCRIPT],
+    script = f"import torch; torch.set_num_threads(1)\nNAMES = {sorted(students)!r}\n" + OFFLINE_SCRIPT
+    proc = subprocess.run([sys.executable, "-c", script],
                           env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
-    for name, factory in STUDENTS.items():
+    for name, factory in students.items():
         assert out[name]["finite"] and out[name]["root"].startswith(str(cache)), out[name]
         assert out[name]["lora"] == ("student" if factory.loading.get("lora") else None)
     assert out["sd15"]["root"].startswith(str(cache)) and out["sdxl"]["root"].startswith(str(cache))

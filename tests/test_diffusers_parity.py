@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from tgsample import registry, sample
-from tgsample.sampling import resolve_guidance
 from tgsample.schedules import timesteps_to_sigmas
 
 torch.set_num_threads(1)
@@ -35,11 +34,14 @@ def ours(model, z, seed=11, **kwargs):
     return sample(model, cond, uncond=uncond, latents=z, generator=torch.Generator().manual_seed(seed), **kwargs)
 
 
-def published(model, **overrides):
-    """The student's published settings (schedule, steps, solver, its own guidance)."""
-    d = model.defaults
-    return dict(schedule=d["schedule"], steps=d["steps"], solver=d["solver"], guidance=resolve_guidance(d["guidance"]),
-                **d["schedule_options"], **{**d["solver_options"], **overrides})
+def steps(model):
+    """The diffusers call's step count: the student's plain recipe's (tgsample samples that recipe by default)."""
+    return model.recipes[""].steps
+
+
+def call_options(model, call):
+    """The pipeline call's options, the step count taken from the student's recipe."""
+    return {k: (v(model) if callable(v) else v) for k, v in call.items()}
 
 
 def _families(tiny):
@@ -60,23 +62,23 @@ def _families(tiny):
     lcm = lambda m: D.LatentConsistencyModelPipeline.from_pretrained(  # noqa: E731
         tiny["lcm-sd15"], unet=m.parts.unet, safety_checker=None, requires_safety_checker=False)
     return {
-        "lcm-sd15": (dict(path=str(tiny["lcm-sd15"])), lcm, dict(num_inference_steps=4, guidance_scale=8.0), True),
+        "lcm-sd15": (dict(path=str(tiny["lcm-sd15"])), lcm, dict(num_inference_steps=steps, guidance_scale=8.0), True),
         "lcm-lora-sd15": (dict(path=sd, lora=str(tiny["lora-sd15"])), sd_pipe(D.LCMScheduler),
-                          dict(num_inference_steps=4, guidance_scale=1.0), True),
+                          dict(num_inference_steps=steps, guidance_scale=1.0), True),
         "lcm-sdxl": (dict(path=xl, unet=str(tiny["lcm-sdxl-unet"])), xl_pipe(D.LCMScheduler),
-                     dict(num_inference_steps=4, guidance_scale=8.0), True),
+                     dict(num_inference_steps=steps, guidance_scale=8.0), True),
         "dmd2-sdxl": (dict(path=xl, unet=str(tiny["dmd2-unet"])), xl_pipe(D.LCMScheduler),
                       dict(timesteps=[999, 749, 499, 249], guidance_scale=0.0), True),
         "tcd-sd15": (dict(path=sd, lora=str(tiny["lora-sd15"])), sd_pipe(D.TCDScheduler),
-                     dict(num_inference_steps=4, guidance_scale=1.0, eta=0.3), False),
+                     dict(num_inference_steps=steps, guidance_scale=1.0, eta=0.3), False),
         "lightning-sdxl": (dict(path=xl, unet=str(tiny["dmd2-unet"])),
                            xl_pipe(D.EulerDiscreteScheduler, timestep_spacing="trailing"),
-                           dict(num_inference_steps=4, guidance_scale=0.0), False),
+                           dict(num_inference_steps=steps, guidance_scale=0.0), False),
         "lightning-lora-sdxl": (dict(path=xl, lora=str(tiny["lora-sdxl"])),
                                 xl_pipe(D.EulerDiscreteScheduler, timestep_spacing="trailing"),
-                                dict(num_inference_steps=4, guidance_scale=0.0), False),
+                                dict(num_inference_steps=steps, guidance_scale=0.0), False),
         "turbo-sdxl": (dict(path=turbo), xl_pipe(D.EulerAncestralDiscreteScheduler, root=turbo, timestep_spacing="trailing"),
-                       dict(num_inference_steps=4, guidance_scale=0.0), False),
+                       dict(num_inference_steps=steps, guidance_scale=0.0), False),
     }
 
 
@@ -89,9 +91,9 @@ def test_student_equals_its_diffusers_pipeline(tiny, name):
     options, pipe, call, default_matches = _families(tiny)[name]
     model = registry.create("students", name, diffusers_parity=True, **options)
     z = _z(model.sample_shape)
-    expected = theirs(pipe(model), z, **call)
-    torch.testing.assert_close(ours(model, z, **published(model)), expected, rtol=0, atol=ATOL)
-    default = ours(registry.create("students", name, **options), z, **published(model))
+    expected = theirs(pipe(model), z, **call_options(model, call))
+    torch.testing.assert_close(ours(model, z), expected, rtol=0, atol=ATOL)  # the student's plain recipe
+    default = ours(registry.create("students", name, **options), z)
     if default_matches:  # tgsample's own convention already is diffusers' for these schedulers
         torch.testing.assert_close(default, expected, rtol=0, atol=ATOL)
     else:  # the start (Euler trailing) or the last step (TCD) differ by design
@@ -102,13 +104,10 @@ def test_student_equals_its_diffusers_pipeline(tiny, name):
 def test_teacher_guidance_at_lam_zero_is_the_diffusers_pipeline(tiny, name):
     options, pipe, call, _ = _families(tiny)[name]
     model = registry.create("students", name, diffusers_parity=True, **options)
-    t = registry.create("teachers", model.defaults["teacher"], student=model)
     z = _z(model.sample_shape)
-    spec = {**model.defaults["teacher_guidance"], "teacher": t, "lam": 0.0}
-    d = model.defaults
-    x = ours(model, z, schedule=d["schedule"], steps=d["steps"], solver=d["solver"], guidance=resolve_guidance(spec),
-             **d["solver_options"])
-    torch.testing.assert_close(x, theirs(pipe(model), z, **call), rtol=0, atol=ATOL)
+    guided = model.recipes["++"]
+    x = ours(model, z, recipe="++", guidance={**guided.guidance, "lam": 0.0})  # its teacher built with student=
+    torch.testing.assert_close(x, theirs(pipe(model), z, **call_options(model, call)), rtol=0, atol=ATOL)
 
 
 def test_diffusers_seeding_without_latents(tiny):
@@ -119,12 +118,13 @@ def test_diffusers_seeding_without_latents(tiny):
     model = registry.create("students", "turbo-sdxl", diffusers_parity=True, **options)
     p = pipe(model)
     p.set_progress_bar_config(disable=True)
-    expected = p(prompt=PROMPTS, generator=torch.Generator().manual_seed(42), output_type="latent", **call).images
+    expected = p(prompt=PROMPTS, generator=torch.Generator().manual_seed(42), output_type="latent",
+                 **call_options(model, call)).images
     cond, _ = model.encode(PROMPTS)
-    x = sample(model, cond, generator=torch.Generator().manual_seed(42), **published(model))
+    x = sample(model, cond, generator=torch.Generator().manual_seed(42))
     torch.testing.assert_close(x, expected, rtol=0, atol=ATOL)
     assert isinstance(p.scheduler, D.EulerAncestralDiscreteScheduler)
-    per_sample = sample(model, cond, seeds=[42, 43], **published(model))  # tgsample's default: per-sample streams
+    per_sample = sample(model, cond, seeds=[42, 43])  # tgsample's default: per-sample streams
     assert (per_sample - expected).abs().max() > 1e-2
 
 
@@ -191,7 +191,7 @@ def test_guidance_rescale_equals_diffusers(tiny):
     z = _z(t.sample_shape)
     run = dict(schedule="karras", steps=6, solver="dpmpp_2m")
     expected = theirs(pipe, z, num_inference_steps=6, guidance_scale=7.5, guidance_rescale=0.7)
-    x = ours(t, z, **run, guidance={"name": "cfg", "scale": 7.5, "rescale": 0.7})
+    x = ours(t, z, **run, guidance={"name": "rescaled_cfg", "scale": 7.5, "rescale": 0.7})
     torch.testing.assert_close(x, expected, rtol=0, atol=ATOL)
     assert (ours(t, z, **run, guidance={"name": "cfg", "scale": 7.5}) - expected).abs().max() > 1e-2
 

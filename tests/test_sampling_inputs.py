@@ -57,8 +57,8 @@ def test_generator_run_keeps_lam_zero_bit_for_bit():
     run = lambda guidance: tgsample.sample(den, cond, generator=torch.Generator().manual_seed(3), sigmas=SIGMAS,  # noqa: E731
                                            solver="euler_ancestral", guidance=guidance, shape=(5,))
     plain = run(None)
-    assert torch.equal(run(TeacherGuidance(gaussian(0.0, 1.0), lam=0.0, steps=2)), plain)
-    assert not torch.equal(run(TeacherGuidance(gaussian(0.0, 1.0), lam=0.5, steps=2)), plain)
+    assert torch.equal(run(TeacherGuidance(gaussian(0.0, 1.0), lam=0.0, guided_steps=2)), plain)
+    assert not torch.equal(run(TeacherGuidance(gaussian(0.0, 1.0), lam=0.5, guided_steps=2)), plain)
     two = tgsample.sample(den, {"label": torch.zeros(2)}, generator=torch.Generator().manual_seed(3), sigmas=SIGMAS,
                           solver="euler_ancestral", shape=(5,))
     assert not torch.equal(two, plain[:2])  # diffusers' convention: a sample depends on its batch

@@ -94,7 +94,7 @@ def test_float64_run_sees_float64_sigmas_and_renoise_levels():
     sig = lcm(4, den)
     steps = []
     x = tgsample.sample(den, seeds=[0, 1], sigmas=sig, solver="euler", dtype=torch.float64,
-                        guidance=TeacherGuidance(teacher, lam=0.3, steps=2), callback=lambda d: steps.append(d))
+                        guidance=TeacherGuidance(teacher, lam=0.3, guided_steps=2), callback=lambda d: steps.append(d))
     assert x.dtype == torch.float64
     assert [d["sigma"].dtype for d in steps] == [torch.float64] * 4
     assert torch.equal(torch.stack([d["sigma"] for d in steps]), sig[:-1])

@@ -20,11 +20,14 @@ _EXPORTS = {
     # guidance
     "Guidance": "tgsample.guidance", "Estimate": "tgsample.guidance", "StepContext": "tgsample.guidance",
     "NoGuidance": "tgsample.guidance", "CFG": "tgsample.guidance", "CFGPP": "tgsample.guidance",
-    "DistilledCFG": "tgsample.guidance", "TeacherGuidance": "tgsample.guidance", "Interval": "tgsample.guidance",
+    "DistilledCFG": "tgsample.guidance", "RescaledCFG": "tgsample.guidance", "TeacherGuidance": "tgsample.guidance",
+    "Interval": "tgsample.guidance",
     # models
     "Denoiser": "tgsample.denoisers", "CallableDenoiser": "tgsample.denoisers",
     "DiscreteVPDenoiser": "tgsample.denoisers", "FlowDenoiser": "tgsample.denoisers",
     "EDMDenoiser": "tgsample.denoisers", "Model": "tgsample.models",
+    # recipes (torch-free)
+    "Recipe": "tgsample.recipes",
     # randomness, schedules
     "NoiseStreams": "tgsample.noise", "validate_sigmas": "tgsample.schedules",
     # errors
@@ -33,7 +36,7 @@ _EXPORTS = {
     "ShapeMismatchError": "tgsample.errors", "NonFiniteError": "tgsample.errors", "PluginError": "tgsample.errors",
 }
 _SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "kdiffusion", "registry",
-               "sampling", "conventions", "models", "errors")
+               "sampling", "conventions", "models", "errors", "recipes", "resolve")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

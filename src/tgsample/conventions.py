@@ -66,7 +66,7 @@ DIFFUSERS: dict[str, SchedulerConvention] = {
 
 
 @dataclass(frozen=True)
-class Run:
+class RunConvention:
     """What :func:`tgsample.sample` uses for one run: the denoiser, the start's scale and extra solver options."""
 
     denoiser: Any
@@ -80,12 +80,13 @@ def default_init_scale(denoiser: Any) -> Callable[[Tensor], Tensor]:
     return fn if fn is not None else (lambda sigma: sigma)
 
 
-def resolve_run(denoiser: Any, solver: Union[str, Callable[..., Tensor]], schedule: Any = None) -> Run:
-    """The :class:`Run` of ``denoiser`` with ``solver`` on ``schedule`` (a schedule's registry name, or anything
-    else): tgsample's convention, or diffusers' when ``denoiser.diffusers_parity`` is set."""
+def run_convention(denoiser: Any, solver: Union[None, str, Callable[..., Tensor]],
+                   schedule: Any = None) -> RunConvention:
+    """The :class:`RunConvention` of ``denoiser`` with ``solver`` (its registry name) on ``schedule`` (a schedule's
+    registry name, or anything else): tgsample's convention, or diffusers' when ``denoiser.diffusers_parity`` is set."""
     convention = DIFFUSERS.get(solver) if isinstance(solver, str) else None
     if not getattr(denoiser, "diffusers_parity", False) or convention is None:
-        return Run(denoiser, default_init_scale(denoiser), {})
+        return RunConvention(denoiser, default_init_scale(denoiser), {})
     init = default_init_scale(denoiser)
     spacing = SCHEDULE_SPACING.get(schedule) if isinstance(schedule, str) else None
     spacing = spacing or getattr(denoiser, "timestep_spacing", None) or DEFAULT_SPACING
@@ -93,7 +94,7 @@ def resolve_run(denoiser: Any, solver: Union[str, Callable[..., Tensor]], schedu
         init = _sigma_max_start
     if convention.round_timesteps and hasattr(denoiser, "quantized"):
         denoiser = denoiser.quantized()
-    return Run(denoiser, init, dict(convention.solver_options))
+    return RunConvention(denoiser, init, dict(convention.solver_options))
 
 
 def _sigma_max_start(sigma: Tensor) -> Tensor:

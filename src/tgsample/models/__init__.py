@@ -1,5 +1,12 @@
-"""Students and teachers: the :class:`Model` bundle and the shipped / diffusers-backed models."""
+"""Students and teachers: the :class:`Model` bundle and the shipped / diffusers-backed models.
 
-from .base import Model
+Importing this package imports nothing heavy (``Model`` loads on first use), so that the
+torch-free recipe modules beside the models (``models/*/recipes.py``) stay torch-free.
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_exports
 
 __all__ = ["Model"]
+__getattr__, __dir__ = lazy_exports(__name__, {"Model": "base"})
