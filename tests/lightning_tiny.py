@@ -18,6 +18,11 @@ from torch import nn
 from tgsample import registry
 from tgsample.denoisers import EDMDenoiser
 from tgsample.models import Model
+from tgsample.recipes import Recipe
+
+PLAIN = Recipe(sigmas=(80.0, 2.0, 0.5, 0.0), solver="euler", note="tiny: 3 Euler steps, conditional")
+#: the tiny model's recipes, published in-process beside it (as a package would through tgsample.recipes)
+RECIPES = {"": PLAIN, "++": PLAIN.guided(teacher="tiny", lam=0.5, steps=1, teacher_cfg=2.0)}
 
 
 class TinyNet(nn.Module):
@@ -42,13 +47,12 @@ class TinyNet(nn.Module):
 def tiny(**_) -> Model:
     from tgsample.models.digits import encode_labels
 
-    return Model("tiny", EDMDenoiser(TinyNet(), sample_shape=(1, 8, 8)), (1, 8, 8), encode_labels,
-                 defaults={"sigmas": [80.0, 2.0, 0.5, 0.0], "solver": "euler"})
+    return Model("tiny", EDMDenoiser(TinyNet(), sample_shape=(1, 8, 8)), (1, 8, 8), encode_labels, recipes=RECIPES)
 
 
-for _kind in ("students", "teachers"):
+for _kind, _obj in (("students", tiny), ("teachers", tiny), ("recipes", RECIPES)):
     if "tiny" not in registry.names(_kind):
-        registry.register(_kind, "tiny", tiny)
+        registry.register(_kind, "tiny", _obj)
 
 
 if __name__ == "__main__":

@@ -159,10 +159,10 @@ FLOW_GUIDANCES = {
     "none": (lambda: NoGuidance(), P_C),
     "cfg": (lambda: CFG(3.0), P_U + 3.0 * (P_C - P_U)),
     "cfgpp": (lambda: CFGPP(0.4), P_U + 0.4 * (P_C - P_U)),
-    "teacher": (lambda: TeacherGuidance(_teacher(), lam=0.7, steps=2), P_C),
-    "teacher_current": (lambda: TeacherGuidance(_teacher(), lam=0.5, steps=[0], renoise="current",
-                                                noise="deterministic", teacher_cfg=2.0), P_C),
-    "teacher_cfgpp": (lambda: TeacherGuidance(_teacher(), lam=0.5, steps=[0, 2], noise="hybrid",
+    "teacher": (lambda: TeacherGuidance(_teacher(), lam=0.7, guided_steps=2), P_C),
+    "teacher_current": (lambda: TeacherGuidance(_teacher(), lam=0.5, guided_steps=[0], renoise="current",
+                                                noise_mode="deterministic", teacher_cfg=2.0), P_C),
+    "teacher_cfgpp": (lambda: TeacherGuidance(_teacher(), lam=0.5, guided_steps=[0, 2], noise_mode="hybrid",
                                               student=CFGPP(1.0)), P_C),
     "interval_cfg": (lambda: Interval(CFG(2.0), sigma_lo=0.0, sigma_hi=10.0), None),
 }
@@ -212,8 +212,8 @@ GAUSSIAN_GUIDANCES = {  # guidance -> the mean its closed-form flow map N(0, 1) 
     "none": (lambda: NoGuidance(), MU_C),
     "cfg": (lambda: CFG(2.5), MU_U + 2.5 * (MU_C - MU_U)),  # equal variances: CFG is the Gaussian of the lerped mean
     "cfgpp_lam0": (lambda: CFGPP(0.0), MU_U),  # the unconditional trajectory
-    "teacher_exact": (lambda: TeacherGuidance(flow_gaussian({0: MU_C, -1: MU_U}, S), lam=1.0, steps=2,
-                                              renoise="current", noise="deterministic"), MU_C),
+    "teacher_exact": (lambda: TeacherGuidance(flow_gaussian({0: MU_C, -1: MU_U}, S), lam=1.0, guided_steps=2,
+                                              renoise="current", noise_mode="deterministic"), MU_C),
 }
 
 
@@ -255,7 +255,7 @@ def test_teacher_renoise_is_the_flow_interpolation_at_the_teachers_t():
     cond, _ = _cond(2)
     for step in (0, 1, 2):
         seen.clear()
-        g = TeacherGuidance(teacher, lam=0.5, steps=[step], renoise="next", noise="random")
+        g = TeacherGuidance(teacher, lam=0.5, guided_steps=[step], renoise="next", noise_mode="random")
         tgsample.sample(flow_point_mass({0: P_C}), cond, seeds=seeds, sigmas=sigmas, solver="euler", guidance=g,
                         shape=(3,))
         (x_t, t), = seen
@@ -263,3 +263,4 @@ def test_teacher_renoise_is_the_flow_interpolation_at_the_teachers_t():
         n = NoiseStreams(seeds).randn("renoise", (3,))  # the renoise stream's first draw
         torch.testing.assert_close(t, torch.full((2,), t_r))
         torch.testing.assert_close(x_t, (1 - t_r) * P_C + t_r * n, rtol=1e-6, atol=1e-6)
+

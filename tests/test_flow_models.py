@@ -12,19 +12,13 @@ import torch
 
 from tgsample import DistilledCFG, TeacherGuidance, registry, sample
 from tgsample.errors import ConfigError, ShapeMismatchError
-from tgsample.models.diffusers import ModelNotFoundError, OfflineModelError
-from tgsample.models.diffusers.errors import LatentSpaceMismatchError
+from tgsample.models.diffusers import FamilyMismatchError, ModelNotFoundError, OfflineModelError
 
-from tiny_flow import CASES, PROMPTS, SIZE, build_all, load, ours, parity, theirs
+from tiny_flow import CASES, PROMPTS, SIZE, load, ours, parity, theirs
 from tiny_pipelines import _save_sd, sd_unet
 
 torch.set_num_threads(1)
 PARITY_ATOL = 1e-5
-
-
-@pytest.fixture(scope="session")
-def flow_tiny(tmp_path_factory):
-    return build_all(tmp_path_factory.mktemp("flow-pipelines"))
 
 
 def student(name, path, **options):
@@ -42,12 +36,43 @@ def teacher(name, path, **options):
 def test_equals_the_diffusers_pipeline_with_injected_latents(flow_tiny, case):
     """Each student's plain recipe, and each teacher on its own (its CFG, FLUX-dev's embedded guidance --
     default or routed by DistilledCFG -- and FLUX's true CFG), equal FluxPipeline / StableDiffusion3Pipeline
-    from the same initial latents. (CFG on x0 estimates is the pipelines' CFG on velocities: D is affine in v.)"""
+    from the same initial latents (``sample(latents=...)``). (CFG on x0 estimates is the pipelines' CFG on
+    velocities: D is affine in v.) ``diffusers_parity=True`` is accepted and changes nothing: the flow
+    pipelines' scheduler is tgsample's own convention."""
     x, ref, model = parity(flow_tiny, case, seed=sorted(CASES).index(case))
     torch.testing.assert_close(x, ref, rtol=0, atol=PARITY_ATOL)
+    switched = load(flow_tiny, case, diffusers_parity=True)
+    assert switched.denoiser.diffusers_parity
+    _, _, _, steps, guidance, _ = CASES[case]
+    z = torch.randn(len(PROMPTS), *model.sample_shape, generator=torch.Generator().manual_seed(sorted(CASES).index(case)))
+    assert torch.equal(ours(switched, z, guidance, steps=steps or model.recipes[""].steps), x)
     if CASES[case][0] == "students":
-        d = model.defaults
-        assert d["guidance"] is None and d["steps"] == 4 and d["schedule"] == "flow"
+        r = model.recipes[""]
+        assert r.guidance is None and r.steps == 4 and r.schedule == "flow" and r.solver == "euler"
+
+
+@pytest.mark.parametrize("fixture", ["flux-schnell", "sd35-turbo"])
+def test_diffusers_seeding_and_a_start_below_pure_noise(flow_tiny, fixture):
+    """``generator=`` alone draws the pipeline's own initial latents; and with ``diffusers_parity=True`` a schedule
+    that starts below pure noise (the pipelines' ``sigmas=[0.75, 0.5, 0.25]``, shifted by the scheduler's
+    factor) still starts as the flow pipelines do, from ``x_t = z`` (``x = (1 + sigma_0) z``), not from Euler's
+    ``sigma_0 z``."""
+    import tgsample.math as M
+    from tgsample.flow import t_to_sigma
+
+    case = "flux-schnell recipe" if fixture == "flux-schnell" else "sd35-large-turbo recipe"
+    model = load(flow_tiny, case, diffusers_parity=True)
+    expected = theirs(flow_tiny[fixture], None, 4, guidance_scale=0.0, generator=torch.Generator().manual_seed(7))
+    cond, uncond = model.encode(PROMPTS)
+    x = sample(model, cond, uncond=uncond, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(x, expected, rtol=0, atol=PARITY_ATOL)
+    z = torch.randn(len(PROMPTS), *model.sample_shape, generator=torch.Generator().manual_seed(8))
+    t = [0.75, 0.5, 0.25]
+    factor = model.denoiser.flow_schedule.factor()  # the scheduler shifts given sigmas too (SD3.5: 3)
+    sigmas = torch.cat([M.flow_shift(t_to_sigma(torch.tensor(t)), factor), torch.zeros(1, dtype=torch.float64)])
+    torch.testing.assert_close(sigmas[:3], factor * torch.tensor([3.0, 1.0, 1 / 3], dtype=torch.float64))
+    expected = theirs(flow_tiny[fixture], z, 3, guidance_scale=0.0, sigmas=t)
+    torch.testing.assert_close(ours(model, z, sigmas=sigmas), expected, rtol=0, atol=PARITY_ATOL)
 
 
 def test_distilled_guidance_scale_reaches_the_embedding(flow_tiny):
@@ -83,19 +108,19 @@ PAIRS = {"flux": ("flux-schnell", "flux-schnell", "flux-dev", "flux-dev"),
 def test_teacher_guidance_lam_zero_is_the_plain_student_bit_for_bit(flow_tiny, pair):
     s_name, s_path, t_name, t_path = PAIRS[pair]
     s = student(s_name, flow_tiny[s_path])
-    t = teacher(t_name, flow_tiny[t_path], student=s, **s.defaults["teacher_options"])
-    d = s.defaults
+    guided = s.recipes["++"]
+    t = teacher(t_name, flow_tiny[t_path], student=s, **guided.teacher_options)
+    assert guided.teacher == t_name and guided.guidance["renoise"] == "next"
     cond, uncond = s.encode(PROMPTS)
 
-    def go(guidance):
-        return sample(s, cond, uncond=uncond, seeds=[1, 2], schedule=d["schedule"], steps=d["steps"],
-                      solver=d["solver"], guidance=guidance)
+    def go(**settings):
+        return sample(s, cond, uncond=uncond, seeds=[1, 2], **settings)
 
-    plain = go(d["guidance"])
+    plain = go()  # the plain recipe
     before = t.parts.net.calls
-    assert torch.equal(go({**d["teacher_guidance"], "teacher": t, "lam": 0.0}), plain)
-    assert t.parts.net.calls == before + d["guided_steps"]  # one (batched) teacher call per guided step
-    assert not torch.equal(go({**d["teacher_guidance"], "teacher": t}), plain)
+    assert torch.equal(go(recipe="++", teacher=t, guidance={**guided.guidance, "lam": 0.0}), plain)
+    assert t.parts.net.calls == before + guided.guidance["guided_steps"]  # one (batched) call per guided step
+    assert not torch.equal(go(recipe="++", teacher=t), plain)
     assert plain.dtype == torch.float32 and plain.shape == (2, 16, 8, 8)
 
 
@@ -135,8 +160,7 @@ def test_teacher_with_fewer_text_encoders_reads_its_own_keys(flow_tiny):
     assert not torch.allclose(t.denoiser(x, sigma, **cond),
                               t.denoiser(x, sigma, encoder_hidden_states=cond["encoder_hidden_states"],
                                          pooled_projections=cond["pooled_projections"]))
-    d = s.defaults
-    x = sample(s, cond, uncond=uncond, seeds=[1, 2], guidance={**d["teacher_guidance"], "teacher": t})
+    x = sample(s, cond, uncond=uncond, seeds=[1, 2], recipe="++", teacher=t)
     assert torch.isfinite(x).all()
 
 
@@ -150,21 +174,35 @@ def test_teacher_of_another_latent_space_is_refused_before_loading(flow_tiny, mo
         raise AssertionError("weights were loaded before the latent spaces were compared")
 
     monkeypatch.setattr(loading, "load_part", no_loading)
-    with pytest.raises(LatentSpaceMismatchError, match=r"scaling_factor 1.5305.*scaling_factor 0.3611"):
+    with pytest.raises(FamilyMismatchError, match=r"scaling_factor 1.5305 vs 0.3611, shift_factor 0.0609 vs 0.1159"):
         teacher("flux-dev", flow_tiny["flux-dev"], student=sd3)  # both 16 channels, not one latent space
-    with pytest.raises(LatentSpaceMismatchError, match="teacher 'sd35-large'"):
+    with pytest.raises(FamilyMismatchError, match="teacher 'sd35-large'"):
         teacher("sd35-large", flow_tiny["sd35-large"], student=flux)
     monkeypatch.undo()
     sd15 = registry.create("teachers", "sd15", path=str(_save_sd(tmp_path / "sd15", sd_unet(seed=1))))
-    with pytest.raises(LatentSpaceMismatchError, match="latent_channels 4"):
+    with pytest.raises(FamilyMismatchError, match="latent_channels 4 vs 16"):
         teacher("sd35-large", flow_tiny["sd35-large"], student=sd15)
-    with pytest.raises(ShapeMismatchError, match="16 latent channels but teacher 'sd15' has 4"):
+    # the same one check refuses an SD teacher for a flow student (after loading: SD teachers load first)
+    with pytest.raises(FamilyMismatchError, match="latent_channels 16 vs 4"):
         registry.create("teachers", "sd15", path=str(tmp_path / "sd15"), student=flux)
+    digits = registry.create("students", "digits")  # no VAE: only the channels can be compared, still before loading
+    monkeypatch.setattr(loading, "load_part", no_loading)
+    with pytest.raises(ShapeMismatchError, match="student 'digits' has 1 latent channels but teacher 'flux-dev'"):
+        teacher("flux-dev", flow_tiny["flux-dev"], student=digits)
 
 
 def test_wrong_family_and_bad_options_are_typed_errors(flow_tiny, monkeypatch, tmp_path):
-    with pytest.raises(ConfigError, match=r"'flux-schnell' is a FLUX model but .* holds a pipeline of family 'sd3'"):
+    with pytest.raises(FamilyMismatchError, match=r"'flux-schnell' is registered for the FLUX family .* pipeline of "
+                                                  r"the SD3 family"):
         student("flux-schnell", flow_tiny["sd35-turbo"])
+    with pytest.raises(FamilyMismatchError, match=r"pipeline of the SD 1.x / 2.x family.*teacher 'sd15'"):
+        teacher("sd35-large", _save_sd(tmp_path / "sd15", sd_unet(seed=1)))  # an SD pipeline for a flow teacher
+    with pytest.raises(FamilyMismatchError, match=r"pipeline of the FLUX family.*teacher 'flux-dev'"):
+        registry.create("teachers", "sdxl", path=str(flow_tiny["flux-dev"]))  # and the other way round
+    with pytest.raises(FamilyMismatchError, match=r"pipeline of the SD3 family.*load_flow_model"):
+        from tgsample.models.diffusers import load_model
+
+        load_model("any", str(flow_tiny["sd35-large"]))
     with pytest.raises(ConfigError, match=r"height=14 must be a positive multiple of 4"):
         student("flux-schnell", flow_tiny["flux-schnell"], height=14)
     with pytest.raises(ConfigError, match="offload='disk'"):
@@ -199,7 +237,7 @@ def _placement_run(flow_tiny, offload, device="cpu"):
     setattr(leaf, attr, lambda *a, **k: inside.append(leaf.weight.device.type) or layer_forward(*a, **k))
     steps = []
     cond, uncond = s.encode(PROMPTS)
-    g = TeacherGuidance(t.denoiser, lam=0.5, steps=[0, 2])
+    g = TeacherGuidance(t.denoiser, lam=0.5, guided_steps=[0, 2])
     x = sample(s, cond, uncond=uncond, seeds=[1, 2], solver="euler", guidance=g,
                callback=lambda info: steps.append((info["i"], net.calls, {p.device.type for p in tr.parameters()})))
     return x, steps, inside, t, s
@@ -214,7 +252,7 @@ def test_sequential_offload_keeps_the_teacher_off_the_device_between_guided_step
     resident = teacher("flux-dev", flow_tiny["flux-dev"], student=s)
     cond, uncond = s.encode(PROMPTS)
     again = sample(s, cond, uncond=uncond, seeds=[1, 2], solver="euler",
-                   guidance=TeacherGuidance(resident.denoiser, lam=0.5, steps=[0, 2]))
+                   guidance=TeacherGuidance(resident.denoiser, lam=0.5, guided_steps=[0, 2]))
     assert torch.equal(x, again)  # offloading changes where the weights are, not the result
 
 
@@ -265,20 +303,28 @@ def test_model_to_moves_and_casts_and_offloaded_models_refuse(flow_tiny):
 # --- published settings -----------------------------------------------------------------------------------
 
 
-def test_published_recipes_are_the_source_of_the_defaults():
+def test_published_recipes_are_the_models_recipes_and_presets(flow_tiny):
+    from tgsample import presets
     from tgsample.models.diffusers import flow_recipes, flow_zoo
-    from tgsample.recipes import get
+    from tgsample.recipes import published
 
-    code = "import sys, tgsample.models.diffusers.flow_recipes as R; print(sorted(R.STUDENTS), 'torch' in sys.modules)"
+    code = ("import sys, tgsample.models.diffusers.flow_recipes as R, tgsample.presets as P; "
+            "print(R.FLUX_SCHNELL[''].schedule, sorted(n for n in P.names() if 'flux' in n or 'sd35' in n), "
+            "'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
-    assert out == "['flux-schnell', 'sd35-large-turbo'] False"
-    for name, factory in flow_zoo.STUDENTS.items():
-        plain, guided, d = get(name), get(name, "++"), factory.defaults
-        assert (plain.schedule, plain.steps, plain.solver, plain.guidance) == (
-            d["schedule"], d["steps"], d["solver"], d["guidance"]) == ("flow", 4, "euler", None)
-        assert guided.teacher == d["teacher"] and dict(guided.teacher_options) == d["teacher_options"]
-        assert (guided.guidance["lam"], guided.guidance["teacher_cfg"]) == (d["lam"], d["teacher_cfg"])
-        assert registry.get("students", name) is factory and guided.teacher in registry.names("teachers")
-    assert get("flux-schnell", "++").teacher_options == {"guidance_scale": 3.5}
+    assert out == "flow ['flux-schnell', 'flux-schnell++', 'sd35-large-turbo', 'sd35-large-turbo++'] False"
+    for name, attr in (("flux-schnell", "FLUX_SCHNELL"), ("sd35-large-turbo", "SD35_LARGE_TURBO")):
+        table = published(name)
+        assert table == getattr(flow_recipes, attr) and set(table) == {"", "++"}
+        assert presets.get(name + "++").recipe == table["++"] and registry.get("students", name) is flow_zoo.STUDENTS[name]
+        plain, guided = table[""], table["++"]
+        assert (plain.schedule, plain.steps, plain.solver, plain.guidance) == ("flow", 4, "euler", None)
+        assert guided.teacher in registry.names("teachers") and guided.guidance["name"] == "teacher"
+        assert (guided.schedule, guided.steps, guided.solver) == ("flow", 4, "euler")
+    assert published("flux-schnell")["++"].teacher_options == {"guidance_scale": 3.5}
+    s = student("flux-schnell", flow_tiny["flux-schnell"])
+    assert s.recipes == published("flux-schnell")  # Model.recipes: the published ones, one source
     for name in flow_zoo.TEACHERS:
         assert flow_recipes.TEACHERS[name].schedule == "flow" and name in registry.names("teachers")
+    t = teacher("flux-dev", flow_tiny["flux-dev"])
+    assert t.recipes == {"": flow_recipes.TEACHERS["flux-dev"]}

@@ -154,3 +154,41 @@ def test_recipes_import_no_torch():
             "print([m for m in ('torch', 'diffusers', 'lightning') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize("page,module", [("models.md", "tgsample.models.diffusers.recipes:"),
+                                         ("flow.md", "tgsample.models.diffusers.flow_recipes:")])
+def test_the_models_page_table_is_the_published_recipes(page, module):
+    """docs/models.md's (docs/flow.md's) table of students says what their recipes say (schedule, steps, solver,
+    own guidance, teacher CFG, lam and guided steps), for every student whose recipes ``module`` publishes."""
+    import re
+    from pathlib import Path
+
+    from tgsample.schedules import TDD_DEFAULT
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+    rows = [ln for ln in text.splitlines()  # the students' table: six columns
+            if re.match(r"^\| `[a-z0-9-]+` (/ `[a-z0-9-]+` )?\|", ln) and ln.count("|") == 7]
+    checked = set()
+    for row in rows:
+        students, _, run, own, teacher, lam = [c.strip() for c in row.strip("|").split("|")]
+        m = re.match(r"^`(\w+)`(?: \([^)]*\))?, (\d+), `(\w+)`(?: \(gamma ([\d.]+)\))?$", run)
+        assert m, run
+        schedule, steps, solver, gamma = m[1], int(m[2]), m[3], m[4]
+        cfg = float(re.search(r", ([\d.]+)(?: \(zero-copy\))?$", teacher)[1])
+        lam_value, guided = re.match(r"^([\d.]+) \((\d)\)\*?$", lam).groups()
+        for student in re.findall(r"`([a-z0-9-]+)`", students):
+            plain, tg = get(student), get(student, "++")
+            assert (plain.schedule, plain.solver) == (schedule, solver), student
+            assert (plain.steps or len(TDD_DEFAULT)) == steps, student
+            assert plain.solver_options == ({"gamma": float(gamma)} if gamma else {}), student
+            if own == "none":
+                assert plain.guidance is None, student
+            else:
+                name, scale = re.match(r"^`(\w+)` ([\d.]+)", own).groups()
+                assert plain.guidance == {"name": name, "scale": float(scale)}, student
+            spec = tg.guidance
+            assert (spec["teacher_cfg"], spec["lam"], spec["guided_steps"]) == (cfg, float(lam_value), int(guided)), student
+            checked.add(student)
+    publishers = {e.name for e in registry.entries("recipes") if e.value.startswith(module)}
+    assert checked == publishers

@@ -70,7 +70,7 @@ def test_discrete_schedules_through_the_models_own_table():
     eul = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                  timestep_spacing="trailing")
     eul.set_timesteps(4)
-    assert torch.allclose(S.trailing(4, sd_model()), eul.sigmas.float(), rtol=1e-4)
+    assert torch.allclose(S.trailing(4, sd_model()), eul.sigmas.double(), rtol=1e-4)
     assert len(S.tdd(None, sd_model())) == 6
     assert torch.allclose(S.timesteps(model=sd_model(), timesteps=[999, 499])[:2], S.lcm(4, sd_model())[[0, 2]])
 

@@ -150,8 +150,8 @@ if __name__ == "__main__":  # pragma: no cover - manual inspection
 
 PROMPTS = ["a red cube", "a cat"]
 SIZE = dict(height=16, width=16, max_sequence_length=SEQ)
-#: name -> (registry kind, registry name, fixture, steps (None: the model's own), tgsample guidance
-#: ("default": the model's own), the diffusers pipeline's call options)
+#: name -> (registry kind, registry name, fixture, steps (None: the recipe's), tgsample guidance
+#: ("default": the recipe's), the diffusers pipeline's call options)
 CASES = {
     "flux-schnell recipe": ("students", "flux-schnell", "flux-schnell", None, "default", {"guidance_scale": 0.0}),
     "flux-dev, embedded 3.5": ("teachers", "flux-dev", "flux-dev", 6, "default", {"guidance_scale": 3.5}),
@@ -173,40 +173,39 @@ def load(paths: dict, case: str, **options):
     return registry.create(kind, name, path=str(paths[fixture]), **{**SIZE, **options})
 
 
-def ours(model, z, guidance="default", steps=None):
-    """``model``'s published settings (``Model.defaults``: schedule, steps, solver, guidance) from injected
-    initial latents ``z`` (the pipeline's ``x_t`` at ``t = 1``); returns the final latents."""
-    from tgsample.noise import NoiseStreams
-    from tgsample.sampling import resolve_guidance, resolve_sigmas, resolve_solver
-    from tgsample.solvers import GuidedModel
+def ours(model, z, guidance="default", steps=None, **settings):
+    """``model``'s own recipe (``Model.recipes[""]``: the flow schedule, Euler, its guidance; ``guidance`` /
+    ``steps`` / ``settings`` override it) from the injected initial latents ``z`` (the pipeline's ``x_t`` at
+    ``t = 1``): ``sample(latents=z)``; returns the final latents."""
+    from tgsample import sample
 
-    d = model.defaults
     cond, uncond = model.encode(PROMPTS)
-    sigmas = resolve_sigmas(model, schedule=d["schedule"], steps=steps or d["steps"]).float()
-    g = resolve_guidance(d["guidance"] if guidance == "default" else guidance)
-    guided = GuidedModel(model.denoiser, g, cond, uncond, sigmas, NoiseStreams(range(len(z))))
-    return resolve_solver(d["solver"])(guided, z * model.denoiser.init_noise_scale(sigmas[0]), sigmas, disable=True)
+    if guidance != "default":
+        settings["guidance"] = guidance
+    return sample(model, cond, uncond=uncond, seeds=range(len(z)), latents=z, steps=steps, **settings)
 
 
 def theirs(path: Path, z, steps: int, output_type: str = "latent", **call):
-    """diffusers' own FluxPipeline / StableDiffusion3Pipeline on ``path`` from latents ``z`` (unpacked)."""
+    """diffusers' own FluxPipeline / StableDiffusion3Pipeline on ``path`` from latents ``z`` (unpacked; ``None``:
+    the pipeline draws them from ``call["generator"]``)."""
     import diffusers
     from diffusers import FluxPipeline
 
     flux = (Path(path) / "transformer" / "config.json").read_text().count("FluxTransformer2DModel") > 0
     pipe = (FluxPipeline if flux else diffusers.StableDiffusion3Pipeline).from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
-    b, c, h, w = z.shape
+    if z is not None:
+        b, c, h, w = z.shape
+        call["latents"] = FluxPipeline._pack_latents(z, b, c, h, w) if flux else z
     out = pipe(PROMPTS, height=16, width=16, max_sequence_length=SEQ, num_inference_steps=steps,
-               latents=FluxPipeline._pack_latents(z, b, c, h, w) if flux else z, output_type=output_type,
-               **call).images
+               output_type=output_type, **call).images
     return FluxPipeline._unpack_latents(out, 16, 16, 2) if flux and output_type == "latent" else out
 
 
-def parity(paths: dict, case: str, seed: int = 0):
-    """``(ours, theirs, model)``: final latents of both from the same initial latents."""
+def parity(paths: dict, case: str, seed: int = 0, **options):
+    """``(ours, theirs, model)``: final latents of both from the same initial latents (``options``: the model's)."""
     _, _, fixture, steps, guidance, call = CASES[case]
-    model = load(paths, case)
+    model = load(paths, case, **options)
     z = torch.randn(len(PROMPTS), *model.sample_shape, generator=torch.Generator().manual_seed(seed))
-    n = steps or model.defaults["steps"]
+    n = steps or model.recipes[""].steps
     return ours(model, z, guidance, steps=n), theirs(paths[fixture], z, n, **call), model

@@ -7,20 +7,22 @@ special tokens) and an empty merges list, so no file is downloaded.
 
 Layout written by :func:`build_all` (each a diffusers pipeline directory unless noted)::
 
-    sd15/        unet, text_encoder, tokenizer, vae, scheduler (PNDM, epsilon)
+    sd15/        unet, text_encoder, tokenizer, vae, scheduler (PNDM, epsilon, SD's scaled-linear betas)
     sd15-v/      same with scheduler prediction_type = v_prediction
     sd15-te/     same UNet, other text-encoder weights
     lcm-sd15/    sd15 with an LCM UNet (time_cond_proj_dim) and an LCMScheduler
-    sdxl/        unet (text_time), text_encoder(_2), tokenizer(_2), vae, scheduler (Euler)
+    sdxl/        unet (text_time), text_encoder(_2), tokenizer(_2), vae (SDXL's scaling 0.13025), scheduler (Euler)
     turbo/       sdxl with different UNet weights (a full-pipeline student)
     dmd2-unet.safetensors   a bare UNet state dict for the sdxl base (DMD2 / Lightning release style)
-    lcm-sdxl-unet/          a UNet-only diffusers directory (LCM-SDXL release style)
+    lcm-sdxl-unet/          a UNet-only diffusers directory (LCM-SDXL release style, w embedding)
     lora-sd15/ lora-sdxl/   random LoRA weights (pytorch_lora_weights.safetensors)
+    lora-sd15-alpha/        a LoRA with r = 4, lora_alpha = 2 stored in the file's adapter metadata
     bad-pred/    sd15 whose scheduler config says prediction_type = "flow"
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -54,12 +56,15 @@ def _clip_config(hidden: int = SD_HIDDEN, projection: int | None = None):
                           bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_act="gelu")
 
 
-def _vae():
+SD_SCALING, SDXL_SCALING = 0.18215, 0.13025  # the real VAEs' latent scaling factors (different latent spaces)
+
+
+def _vae(scaling_factor: float = SD_SCALING):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=LATENT, block_out_channels=(8, 8),
                          down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                         layers_per_block=1, norm_num_groups=4, sample_size=2 * SIZE)
+                         layers_per_block=1, norm_num_groups=4, sample_size=2 * SIZE, scaling_factor=scaling_factor)
 
 
 def sd_unet(time_cond_proj_dim: int | None = None, seed: int = 0):
@@ -72,7 +77,7 @@ def sd_unet(time_cond_proj_dim: int | None = None, seed: int = 0):
         cross_attention_dim=SD_HIDDEN, attention_head_dim=2, norm_num_groups=4, time_cond_proj_dim=time_cond_proj_dim)
 
 
-def sdxl_unet(seed: int = 0):
+def sdxl_unet(seed: int = 0, time_cond_proj_dim: int | None = None):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
@@ -81,7 +86,7 @@ def sdxl_unet(seed: int = 0):
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=2 * SD_HIDDEN, attention_head_dim=2, norm_num_groups=4, use_linear_projection=True,
         addition_embed_type="text_time", addition_time_embed_dim=4,
-        projection_class_embeddings_input_dim=6 * 4 + SD_HIDDEN)
+        projection_class_embeddings_input_dim=6 * 4 + SD_HIDDEN, time_cond_proj_dim=time_cond_proj_dim)
 
 
 SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
@@ -98,9 +103,14 @@ def _save_sd(path: Path, unet, prediction: str = "epsilon", scheduler: str = "PN
     _tokenizer(path / "tokenizer")
     _vae().save_pretrained(path / "vae")
     cls = getattr(diffusers, scheduler)
-    config = {k: v for k, v in SD_SCHEDULER.items() if k in cls.__init__.__code__.co_varnames}
+    accepted = inspect.signature(cls.__init__).parameters  # follows register_to_config's wrapper
+    config = {k: v for k, v in SD_SCHEDULER.items() if k in accepted}
     cls.from_config({**config, "prediction_type": prediction}).save_pretrained(path / "scheduler")
-    (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    if scheduler == "PNDMScheduler":  # SD 1.5's own scheduler_config.json has no timestep_spacing key
+        file = path / "scheduler" / "scheduler_config.json"
+        file.write_text(json.dumps({k: v for k, v in json.loads(file.read_text()).items() if k != "timestep_spacing"}))
+    _model_index(path, "StableDiffusionPipeline", scheduler, requires_safety_checker=False,
+                 safety_checker=[None, None], feature_extractor=[None, None], image_encoder=[None, None])
     return path
 
 
@@ -114,26 +124,47 @@ def _save_sdxl(path: Path, unet, seed: int = 0) -> Path:
     CLIPTextModelWithProjection(_clip_config()).save_pretrained(path / "text_encoder_2")
     _tokenizer(path / "tokenizer")
     _tokenizer(path / "tokenizer_2")
-    _vae().save_pretrained(path / "vae")
-    EulerDiscreteScheduler.from_config({**SD_SCHEDULER, "interpolation_type": "linear"}).save_pretrained(path / "scheduler")
-    (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    _vae(SDXL_SCALING).save_pretrained(path / "vae")
+    EulerDiscreteScheduler.from_config({**SD_SCHEDULER, "interpolation_type": "linear", "timestep_spacing": "leading"}
+                                       ).save_pretrained(path / "scheduler")  # SDXL base's own config
+    _model_index(path, "StableDiffusionXLPipeline", "EulerDiscreteScheduler", force_zeros_for_empty_prompt=True,
+                 text_encoder_2=["transformers", "CLIPTextModelWithProjection"], tokenizer_2=["transformers", "CLIPTokenizer"],
+                 feature_extractor=[None, None], image_encoder=[None, None])
     return path
 
 
-def random_lora(unet, path: Path, rank: int = 2, seed: int = 0) -> Path:
-    """Random (non-zero) LoRA weights for ``unet`` saved as diffusers' ``pytorch_lora_weights.safetensors``."""
+def _model_index(path: Path, pipeline: str, scheduler: str, **extra) -> None:
+    """``model_index.json`` as ``save_pretrained`` writes it, so diffusers' own pipelines load the folder too."""
+    import diffusers
+
+    index = {"_class_name": pipeline, "_diffusers_version": diffusers.__version__,
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "scheduler": ["diffusers", scheduler], **extra}
+    (path / "model_index.json").write_text(json.dumps(index))
+
+
+def random_lora(unet, path: Path, rank: int = 2, seed: int = 0, alpha: float | None = None) -> Path:
+    """Random (non-zero) LoRA weights for ``unet`` saved as diffusers' ``pytorch_lora_weights.safetensors``.
+
+    With ``alpha`` the adapter has ``lora_alpha = alpha`` (scale ``alpha / rank``) and the file stores the
+    adapter metadata (``lora_alpha``, ``r``, ...) as diffusers' training scripts write it; without, ``alpha = rank``
+    and no metadata (scale 1, the older files).
+    """
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
     torch.manual_seed(seed)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
                                 target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     with torch.no_grad():  # gaussian init leaves lora_B = 0: make the LoRA change the output
         for name, p in unet.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
-    StableDiffusionPipeline.save_lora_weights(path, unet_lora_layers=get_peft_model_state_dict(unet))
+    metadata = unet.peft_config["default"].to_dict() if alpha is not None else None
+    StableDiffusionPipeline.save_lora_weights(path, unet_lora_layers=get_peft_model_state_dict(unet),
+                                              unet_lora_adapter_metadata=metadata)
     return path
 
 
@@ -153,11 +184,38 @@ def build_all(root: Path) -> dict[str, Path]:
     }
     save_file(sdxl_unet(seed=5).state_dict(), root / "dmd2-unet.safetensors")
     out["dmd2-unet"] = root / "dmd2-unet.safetensors"
-    sdxl_unet(seed=6).save_pretrained(root / "lcm-sdxl-unet")
+    sdxl_unet(seed=6, time_cond_proj_dim=8).save_pretrained(root / "lcm-sdxl-unet")
     out["lcm-sdxl-unet"] = root / "lcm-sdxl-unet"
     out["lora-sd15"] = random_lora(sd_unet(seed=1), root / "lora-sd15", seed=7)
     out["lora-sdxl"] = random_lora(sdxl_unet(seed=3), root / "lora-sdxl", seed=8)
+    out["lora-sd15-alpha"] = random_lora(sd_unet(seed=1), root / "lora-sd15-alpha", rank=4, alpha=2, seed=10)
     return out
+
+
+def hub_cache(cache: Path, repos: dict[str, dict[str, object]], revision: str = "0" * 40) -> Path:
+    """A Hugging Face hub cache under ``cache`` (what ``HF_HUB_CACHE`` points at) holding ``repos``.
+
+    ``repos`` maps a repo id to ``{path in the repo: source}``; a source is a file or directory to copy, or
+    ``bytes`` to write. Each repo gets the cache's layout: ``models--owner--name/snapshots/<revision>/...``
+    and ``refs/main`` naming the revision, as ``hf download`` leaves it.
+    """
+    import shutil
+
+    for repo, files in repos.items():
+        folder = Path(cache) / f"models--{repo.replace('/', '--')}"
+        snapshot = folder / "snapshots" / revision
+        for rel, source in files.items():
+            target = snapshot / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(source, bytes):
+                target.write_bytes(source)
+            elif Path(source).is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, target)
+        (folder / "refs").mkdir(parents=True, exist_ok=True)
+        (folder / "refs" / "main").write_text(revision)
+    return Path(cache)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual inspection

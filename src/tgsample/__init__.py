@@ -20,7 +20,8 @@ _EXPORTS = {
     # guidance
     "Guidance": "tgsample.guidance", "Estimate": "tgsample.guidance", "StepContext": "tgsample.guidance",
     "NoGuidance": "tgsample.guidance", "CFG": "tgsample.guidance", "CFGPP": "tgsample.guidance",
-    "DistilledCFG": "tgsample.guidance", "TeacherGuidance": "tgsample.guidance", "Interval": "tgsample.guidance",
+    "DistilledCFG": "tgsample.guidance", "RescaledCFG": "tgsample.guidance", "TeacherGuidance": "tgsample.guidance",
+    "Interval": "tgsample.guidance",
     # models
     "Denoiser": "tgsample.denoisers", "CallableDenoiser": "tgsample.denoisers",
     "DiscreteVPDenoiser": "tgsample.denoisers", "FlowDenoiser": "tgsample.denoisers",
@@ -34,8 +35,8 @@ _EXPORTS = {
     "UnknownNameError": "tgsample.errors", "UnsupportedGuidanceError": "tgsample.errors",
     "ShapeMismatchError": "tgsample.errors", "NonFiniteError": "tgsample.errors", "PluginError": "tgsample.errors",
 }
-_SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "flow", "kdiffusion", "registry",
-               "sampling", "models", "errors", "recipes")
+_SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "flow", "kdiffusion",
+               "registry", "sampling", "conventions", "models", "errors", "recipes", "resolve")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

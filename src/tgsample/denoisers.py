@@ -22,6 +22,7 @@ so one conditioning dict can serve a student and a teacher.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -52,12 +53,17 @@ class Denoiser(nn.Module):
         sigma_min, sigma_max: the positive noise range the model was trained on.
         alphas_cumprod: the discrete model's ``abar`` table (``None`` for continuous models).
         sample_shape: the per-sample shape ``(C, H, W)`` when the model knows it, else ``None``.
+        sample_device, sample_dtype: where and in which dtype :func:`tgsample.sample` computes samples by default;
+            ``None``: the parameters' device and dtype (an offloaded flow transformer says its compute device,
+            and float32 whatever its weights' dtype).
     """
 
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     alphas_cumprod: Optional[Tensor] = None
     sample_shape: Optional[tuple[int, ...]] = None
+    sample_device: Optional[torch.device] = None
+    sample_dtype: Optional[torch.dtype] = None
 
     def init_noise_scale(self, sigma: Tensor) -> Tensor:
         """Std of the starting sample at noise ``sigma``: ``sigma`` (k-diffusion's convention)."""
@@ -157,6 +163,14 @@ class DiscreteVPDenoiser(Denoiser):
     def init_noise_scale(self, sigma: Tensor) -> Tensor:
         """VP models start from ``x_vp ~ N(0, I)``, i.e. ``x = sqrt(1 + sigma^2) z`` in sigma space."""
         return (sigma**2 + 1) ** 0.5
+
+    def quantized(self) -> "DiscreteVPDenoiser":
+        """This denoiser with ``quantize=True``: a view sharing the net and the table (``self`` if already so)."""
+        if self.quantize:
+            return self
+        view = copy.copy(self)  # a new attribute dict; parameters, buffers and submodules are shared
+        view.quantize = True
+        return view
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
         """x0 estimate at noise level ``sigma`` (``[B]``).

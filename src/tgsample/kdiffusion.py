@@ -6,26 +6,35 @@ evaluates at ``sigma_hat``, off the schedule). So it can run any guidance whose
 ``direction`` equals its ``denoised`` and which needs no step index (none, CFG, a
 sigma interval of CFG, plugins that declare the same); a guidance that needs a split
 direction or the step (CFG++, teacher guidance, step intervals) is refused with
-:class:`~tgsample.errors.UnsupportedGuidanceError` -- never guessed from the call count.
+:class:`~tgsample.errors.UnsupportedGuidanceError` before sampling starts -- never guessed from the
+call count. These solvers declare that they provide neither capability
+(:func:`tgsample.solvers.provides`), which is what the check reads.
 
 ``dpm_fast`` / ``dpm_adaptive`` integrate from ``sigmas[0]`` to the smallest positive sigma
 (``dpm_fast`` in ``len(sigmas) - 2`` steps), then take one denoising step to 0.
-Ancestral and SDE samplers draw their noise from the per-sample ``ancestral`` stream.
+Ancestral samplers draw their noise from the per-sample ``ancestral`` stream. The SDE samplers
+(``dpmpp_sde``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde``) get k-diffusion's own default, a
+``BrownianTreeNoiseSampler`` with one tree per sample, seeded from that sample's ``ancestral``
+stream: DPM++ SDE asks for noise over two overlapping intervals per step, which only a Brownian
+tree correlates correctly (independent draws shrink the output variance).
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from torch import Tensor
 
-from .errors import UnsupportedGuidanceError
-from .solvers import GuidedModel
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .solvers import GuidedModel
 
 STOCK = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive",
          "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde")
+BROWNIAN = ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")  # k-diffusion's default noise there is a Brownian tree
 
 
 def k_sampling() -> Any:
@@ -38,20 +47,7 @@ def k_sampling() -> Any:
     return k_diffusion.sampling
 
 
-def check_stock_compatible(guidance: Any, sampler: str) -> None:
-    """Raise :class:`UnsupportedGuidanceError` if a stock sampler cannot honour ``guidance``."""
-    needs = [what for what, flag in (("the step number / sigma_next", "needs_step"),
-                                     ("a direction distinct from denoised", "splits_direction"))
-             if getattr(guidance, flag, False)]
-    if needs:
-        raise UnsupportedGuidanceError(
-            f"k-diffusion's sample_{sampler} cannot run {guidance!r}: it needs {' and '.join(needs)}, which a stock "
-            f"sampler does not provide. Use one of tgsample's own solvers (euler, euler_ancestral, dpmpp_2m, "
-            f"dpmpp_2s_ancestral, lcm, tcd) or a guidance without these needs (none, cfg, interval of cfg)."
-        )
-
-
-def as_kdiffusion_model(model: GuidedModel) -> Callable[..., Tensor]:
+def as_kdiffusion_model(model: "GuidedModel") -> Callable[..., Tensor]:
     """``model(x, sigma) -> denoised``, the k-diffusion calling convention (no step number)."""
 
     def denoiser(x: Tensor, sigma: Tensor, **_: Any) -> Tensor:
@@ -60,14 +56,25 @@ def as_kdiffusion_model(model: GuidedModel) -> Callable[..., Tensor]:
     return denoiser
 
 
+def brownian_noise_sampler(model: "GuidedModel", x: Tensor, sigmas: Tensor) -> Any:
+    """k-diffusion's ``BrownianTreeNoiseSampler`` over the schedule's positive range, one tree per sample,
+    seeded from each sample's ``ancestral`` stream (so a sample's noise depends only on its seed)."""
+    if model.streams is None:
+        raise ConfigError("an SDE sampler draws noise: sample with seeds=... (per-sample noise streams)")
+    positive = sigmas[sigmas > 0]
+    return k_sampling().BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(),
+                                                 seed=model.streams.integers("ancestral"))
+
+
 def _stock(name: str) -> Callable[..., Tensor]:
-    def solver(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Optional[Callable] = None,
+    def solver(model: "GuidedModel", x: Tensor, sigmas: Tensor, *, callback: Optional[Callable] = None,
                disable: Optional[bool] = None, **options: Any) -> Tensor:
         K = k_sampling()
-        check_stock_compatible(model.guidance, name)
         fn = getattr(K, f"sample_{name}")
         kmodel = as_kdiffusion_model(model)
-        if "noise_sampler" in inspect.signature(fn).parameters and "noise_sampler" not in options:
+        if name in BROWNIAN and "noise_sampler" not in options:
+            options["noise_sampler"] = brownian_noise_sampler(model, x, sigmas)
+        elif "noise_sampler" in inspect.signature(fn).parameters and "noise_sampler" not in options:
             options["noise_sampler"] = lambda sigma, sigma_next: model.fresh_noise(x)
         if name in ("dpm_fast", "dpm_adaptive"):
             sigma_min, sigma_max = float(sigmas[sigmas > 0].min()), float(sigmas[0])
@@ -78,11 +85,14 @@ def _stock(name: str) -> Callable[..., Tensor]:
             else:
                 x = fn(kmodel, x, sigma_min, sigma_max, callback=callback, disable=disable, **options)
             return kmodel(x, sigmas[sigmas > 0][-1])
-        return fn(kmodel, x, sigmas, callback=callback, disable=disable, **options)
+        with warnings.catch_warnings():  # torchsde warns when a query lands a rounding error outside the tree
+            warnings.filterwarnings("ignore", message="Should have t", module="torchsde")
+            return fn(kmodel, x, sigmas, callback=callback, disable=disable, **options)
 
+    solver.provides = frozenset()  # type: ignore[attr-defined]  # neither the step index nor a split direction
     solver.__name__ = solver.__qualname__ = f"k_{name}"
-    solver.__doc__ = (f"k-diffusion's ``sample_{name}`` run through tgsample's guidance (refuses guidances that "
-                      f"need the step number or a split direction).")
+    solver.__doc__ = (f"k-diffusion's ``sample_{name}`` run through tgsample's guidance (guidances that need the "
+                      f"step number or a split direction are refused before sampling).")
     return solver
 
 
@@ -142,8 +152,9 @@ DPM-Solver++(2S) ancestral: stage at ``sigma_mid = sqrt(sigma sigma_down)``, ste
 k_dpmpp_sde = _stock("dpmpp_sde")
 """k-diffusion's ``sample_dpmpp_sde`` through tgsample's guidance.
 
-DPM-Solver++ (stochastic): two stages per step (``r = 0.5``), ``eta``-scaled noise from the ``ancestral``
-stream (instead of k-diffusion's Brownian tree)."""
+DPM-Solver++ (stochastic): two stages per step (``r = 0.5``), ``eta``-scaled noise over the overlapping
+intervals ``sigma -> sigma_mid`` and ``sigma -> sigma_next`` from k-diffusion's Brownian tree (one per sample,
+seeded from its ``ancestral`` stream)."""
 
 k_dpmpp_2m = _stock("dpmpp_2m")
 """k-diffusion's ``sample_dpmpp_2m`` through tgsample's guidance.
@@ -154,9 +165,11 @@ DPM-Solver++(2M): ``x' = (sigma_next / sigma) x - expm1(-h) D_d`` with ``h = log
 k_dpmpp_2m_sde = _stock("dpmpp_2m_sde")
 """k-diffusion's ``sample_dpmpp_2m_sde`` through tgsample's guidance.
 
-DPM-Solver++(2M) SDE (``eta``, ``solver_type`` midpoint or heun); noise from the ``ancestral`` stream."""
+DPM-Solver++(2M) SDE (``eta``, ``solver_type`` midpoint or heun); noise from k-diffusion's Brownian tree
+(one per sample, seeded from its ``ancestral`` stream)."""
 
 k_dpmpp_3m_sde = _stock("dpmpp_3m_sde")
 """k-diffusion's ``sample_dpmpp_3m_sde`` through tgsample's guidance.
 
-DPM-Solver++(3M) SDE (``eta``); noise from the ``ancestral`` stream."""
+DPM-Solver++(3M) SDE (``eta``); noise from k-diffusion's Brownian tree (one per sample, seeded from its
+``ancestral`` stream)."""

@@ -1,6 +1,8 @@
 """``tgsample list [KIND] [--check] [--json] [--pattern P]``: everything the registry knows.
 
 Without ``--check`` it reads installed metadata only (no plugin is imported, no torch).
+``tgsample list presets`` lists the presets derived from the students' recipes (it imports the
+torch-free recipe modules, nothing else).
 ``--check`` loads each registration and reports ``ok`` or ``failed: <reason>``; the exit
 status is then 1 if an active registration fails or a name is ambiguous.
 """
@@ -15,6 +17,8 @@ from typing import Optional, Sequence
 
 from . import registry
 
+PRESETS = "presets"
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -22,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
         description="List registered guidances, solvers, schedules, students and teachers "
         "(built-ins and installed plugins, from the tgsample.* entry-point groups).",
     )
-    p.add_argument("kind", nargs="?", choices=registry.KINDS, help="only this kind (default: all)")
+    p.add_argument("kind", nargs="?", choices=(*registry.KINDS, PRESETS),
+                   help="only this kind (default: all registry kinds); 'presets': the presets derived from the recipes")
     p.add_argument("--check", action="store_true", help="import each entry point and report ok / failed")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     p.add_argument("--pattern", default="*", help="shell-style name filter, e.g. 'k_*' (default: *)")
@@ -64,9 +69,34 @@ def render(entries: Sequence[registry.Entry], check: bool) -> str:
     return table(rows, header)
 
 
+def preset_entries(pattern: str = "*") -> list[registry.Entry]:
+    """The presets as listing records: ``value`` says which student and recipe; the note is the recipe's."""
+    from . import presets
+
+    dists = {e.name: e for e in registry.entries("recipes") if e.active}
+    out = []
+    for p in presets.table().values():
+        if fnmatch.fnmatchcase(p.name, pattern):
+            src = dists.get(p.student)
+            out.append(registry.Entry(p.name, PRESETS, f"student {p.student}, recipe {p.variant!r}",
+                                      src.dist if src else "?", src.version if src else "?", bool(src and src.builtin),
+                                      True, "loaded", conflict=None))
+    return out
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of ``tgsample list``; returns the exit status."""
     args = parser().parse_args(argv)
+    if args.kind == PRESETS:
+        found = preset_entries(args.pattern)
+        if args.json:
+            from . import presets
+
+            table = presets.table()
+            print(json.dumps([{**e.as_dict(), **table[e.name].as_dict()} for e in found], indent=2))
+        else:
+            print(render(found, False) if found else "(no presets)")
+        return 0
     if args.check:
         found = registry.check(args.kind, args.pattern)
     else:
@@ -78,7 +108,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"note: third-party plugins disabled by {registry.DISABLE_ENV}", file=sys.stderr)
         print(render(found, args.check) if found else "(nothing registered)")
     failed = [e for e in found if e.active and e.status == "failed"]
-    ambiguous = [e for e in found if e.conflict and e.conflict.startswith("ambiguous")]
+    ambiguous = [e for e in found if e.ambiguous]
     if failed or ambiguous:
         print(f"{len(failed)} failed, {len({(e.kind, e.name) for e in ambiguous})} ambiguous", file=sys.stderr)
     return 1 if args.check and (failed or ambiguous) else 0

@@ -48,6 +48,16 @@ def cfg(uncond: Tensor, cond: Tensor, scale: Scalar) -> Tensor:
     return lerp(uncond, cond, scale)
 
 
+def rescale_guided(guided: Tensor, cond: Tensor, phi: float) -> Tensor:
+    """Guidance rescale (Lin et al. 2023, sec. 3.4; diffusers' ``rescale_noise_cfg``):
+    ``phi * guided * std(cond) / std(guided) + (1 - phi) * guided``, std per sample over all other dims.
+
+    Applied to noise predictions (``guided = eps_cfg``, ``cond = eps_c``), as diffusers does for eps models.
+    """
+    dims = list(range(1, guided.ndim))
+    return phi * guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)) + (1 - phi) * guided
+
+
 def implied_noise(x: Tensor, x0: Tensor, sigma: Scalar) -> Tensor:
     """The noise an x0 estimate implies: ``eps = (x - x0) / sigma`` (k-diffusion's ``to_d``)."""
     return (x - x0) / append_dims(sigma, x.ndim)
@@ -77,15 +87,18 @@ def ancestral_split(sigma: Scalar, sigma_next: Scalar, eta: float = 1.0) -> tupl
     ``sigma_up = min(sigma_next, eta * sqrt(sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2))``,
     ``sigma_down = sqrt(sigma_next^2 - sigma_up^2)``; so ``sigma_down^2 + sigma_up^2 = sigma_next^2``
     and ``0 <= sigma_down <= sigma_next``. ``eta = 0`` is deterministic.
+
+    Computed as ``sigma_next`` times factors in ``[0, 1]`` (``f = min(1, eta sqrt(1 - (sigma_next/sigma)^2))``,
+    ``sigma_up = sigma_next f``, ``sigma_down = sigma_next sqrt(1 - f^2)``), so no square of a tiny sigma
+    underflows to a subnormal and ``sigma_down <= sigma_next`` holds exactly in floating point.
     """
     sigma = torch.as_tensor(sigma)
     sigma_next = torch.as_tensor(sigma_next, dtype=sigma.dtype, device=sigma.device)
     if not eta:
         return sigma_next.clone(), torch.zeros_like(sigma_next)
-    var = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2).clamp(min=0.0)
-    sigma_up = torch.minimum(sigma_next, eta * var.sqrt())
-    sigma_down = (sigma_next**2 - sigma_up**2).clamp(min=0.0).sqrt()
-    return sigma_down, sigma_up
+    ratio = sigma_next / sigma
+    f = (eta * (1 - ratio**2).clamp(min=0.0).sqrt()).clamp(max=1.0)
+    return sigma_next * (1 - f**2).clamp(min=0.0).sqrt(), sigma_next * f
 
 
 # --- parameterisations ---------------------------------------------------------------

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 PURPOSES = ("init", "ancestral", "renoise", "renoise_level")
+SEED_RANGE = 2**63 - 1  # integer seeds drawn for other generators (k-diffusion's Brownian trees)
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -70,3 +71,50 @@ class NoiseStreams:
     def rand(self, purpose: str) -> Tensor:
         """One uniform number in ``[0, 1)`` per sample, shape ``[B]`` (float64 on the CPU)."""
         return torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators(purpose)])
+
+    def integers(self, purpose: str) -> list[int]:
+        """One integer seed in ``[0, 2^63 - 1)`` per sample (to seed another generator, e.g. a Brownian tree)."""
+        return [int(torch.randint(0, SEED_RANGE, (), generator=g)) for g in self.generators(purpose)]
+
+
+class GeneratorNoise(NoiseStreams):
+    """Diffusers' seeding convention for the purposes in ``shared`` (default ``init`` and ``ancestral``).
+
+    They are drawn from the one ``generator``, the whole batch per call,
+    ``torch.randn([B, *shape], generator=generator, dtype=dtype)`` on the generator's device, which is how a
+    diffusers pipeline given ``generator=torch.Generator().manual_seed(s)`` draws its initial latents and
+    its scheduler's per-step noise. A sample then depends on the batch it is in. Every other purpose (the
+    teacher's renoise draws) keeps its per-sample stream from ``seeds``, so teacher guidance at ``lam = 0``
+    still reproduces the plain student bit for bit.
+
+    Args:
+        generator: the ``torch.Generator`` (its state advances, as in diffusers).
+        seeds: per-sample seeds of the other purposes.
+        device: where drawn tensors are placed.
+        dtype: the dtype they are drawn in (a diffusers pipeline draws in its latents' dtype).
+        shared: the purposes drawn from ``generator``.
+    """
+
+    def __init__(self, generator: torch.Generator, seeds: Sequence[int], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, shared: Sequence[str] = ("init", "ancestral")):
+        super().__init__(seeds, device, dtype)
+        self.generator, self.shared = generator, tuple(shared)
+
+    def randn(self, purpose: str, shape: Sequence[int]) -> Tensor:
+        """``[B, *shape]`` standard normal noise: one batch draw from the generator for a shared purpose."""
+        if purpose not in self.shared:
+            return super().randn(purpose, shape)
+        z = torch.randn((len(self), *shape), generator=self.generator, dtype=self.dtype, device=self.generator.device)
+        return z.to(self.device)
+
+    def integers(self, purpose: str) -> list[int]:
+        """Per-sample integer seeds; for a shared purpose one batch draw from the generator."""
+        if purpose not in self.shared:
+            return super().integers(purpose)
+        return torch.randint(0, SEED_RANGE, (len(self),), generator=self.generator,
+                             device=self.generator.device).tolist()
+
+
+def generator_seeds(generator: torch.Generator, batch: int) -> list[int]:
+    """Per-sample seeds derived from ``generator.initial_seed()`` (for the purposes it does not draw)."""
+    return [stream_seed(generator.initial_seed(), f"sample:{i}") for i in range(batch)]

@@ -6,14 +6,7 @@ torch-free recipe modules beside the models (``models/*/recipes.py``) stay torch
 
 from __future__ import annotations
 
-from typing import Any
+from .._lazy import lazy_exports
 
 __all__ = ["Model"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "Model":
-        from .base import Model
-
-        return Model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"Model": "base"})

@@ -29,7 +29,8 @@ from .net import DiffusersDenoiser, UNetNet
 from .text import PromptEncoder
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64,
+          "fp64": torch.float64, "double": torch.float64}
 TEACHER_PREFIX = "teacher_"
 
 
@@ -41,7 +42,8 @@ def resolve_device(device: Union[None, str, torch.device]) -> torch.device:
 
 
 def resolve_dtype(dtype: Union[None, str, torch.dtype], device: torch.device) -> torch.dtype:
-    """``None`` -> float32 on CPU, float16 on GPU; names: float32/fp32, float16/fp16/half, bfloat16/bf16."""
+    """``None`` -> float32 on CPU, float16 on GPU; names: float32/fp32, float16/fp16/half, bfloat16/bf16,
+    float64/fp64/double."""
     if dtype is None:
         return torch.float32 if device.type == "cpu" else torch.float16
     if isinstance(dtype, torch.dtype):
@@ -110,7 +112,7 @@ def _sample_shape(unet: Any, vae_config: dict, height: Optional[int], width: Opt
 
 
 def _load_encoder(kind: str, root: Path, device: torch.device, dtype: torch.dtype, image_size: tuple[int, int],
-                  clip_skip: Optional[int]) -> PromptEncoder:
+                  clip_skip: Optional[int], micro: dict) -> PromptEncoder:
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     enc_dtype = dtype if device.type != "cpu" else torch.float32
@@ -125,7 +127,7 @@ def _load_encoder(kind: str, root: Path, device: torch.device, dtype: torch.dtyp
         if index.is_file():
             force_zeros = bool(json.loads(index.read_text()).get("force_zeros_for_empty_prompt", True))
     return PromptEncoder(kind, encoders, tokenizers, device=device, image_size=image_size, clip_skip=clip_skip,
-                         force_zeros_for_empty_prompt=force_zeros, out_dtype=dtype)
+                         force_zeros_for_empty_prompt=force_zeros, out_dtype=dtype, **micro)
 
 
 def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
@@ -137,7 +139,9 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
                offload: bool = False, compile: bool = False, allow_download: bool = False,
                variant: Optional[str] = None, clip_skip: Optional[int] = None, vae_tiling: bool = False,
                decode_batch_size: Optional[int] = None, encoder: Optional[PromptEncoder] = None,
-               defaults: Optional[dict] = None) -> DiffusersModel:
+               recipes: Optional[dict] = None, family: Optional[str] = None, diffusers_parity: bool = False,
+               original_size: Optional[tuple[int, int]] = None, crops_coords_top_left: tuple[int, int] = (0, 0),
+               target_size: Optional[tuple[int, int]] = None) -> DiffusersModel:
     """Load an SD 1.x / SDXL diffusers pipeline (directory or cached hub id) as a :class:`DiffusersModel`.
 
     Args:
@@ -164,14 +168,28 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
         vae_tiling: tiled VAE decoding.
         decode_batch_size: decode in chunks of this many latents.
         encoder: reuse this prompt encoder instead of loading the pipeline's text encoders.
-        defaults: the model's published sampling settings (``Model.defaults``).
+        recipes: the model's published sampling recipes (``Model.recipes``, ``{variant: Recipe}``).
+        family: the registered family (``"sd15"`` / ``"sdxl"``); a pipeline of the other family raises
+            :class:`~tgsample.models.diffusers.errors.FamilyMismatchError` (default: accept either).
+        diffusers_parity: sample exactly as this model's diffusers pipeline would with the scheduler matching
+            the solver (:mod:`tgsample.conventions`; docs: Diffusers models, "Exactly what diffusers does").
+        original_size: SDXL micro-conditioning ``(height, width)`` of the "original" image (default: the image size).
+        crops_coords_top_left: SDXL micro-conditioning crop offset ``(top, left)`` (default ``(0, 0)``).
+        target_size: SDXL micro-conditioning target ``(height, width)`` (default: the image size).
     """
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     root = L.resolve(path, "model", allow_download=allow_download, patterns=L.PIPELINE_PATTERNS)
     if not root.is_dir():
+        if root.suffix in L.SINGLE_FILE_SUFFIXES:
+            raise L.ModelNotFoundError(L.single_file_message(path))
         raise L.ModelNotFoundError(f"model {str(path)!r} is a file; give a diffusers pipeline directory")
-    kind = L.family(root)
+    kind = L.check_family(root, family, f"model {name!r}")
+    if kind in L.TRANSFORMERS:
+        raise L.FamilyMismatchError(
+            f"{str(path)!r} is a pipeline of the {L.FAMILY_NAMES[kind]}; load_model reads SD 1.x / SDXL UNet "
+            f"pipelines: load it with load_flow_model or a flow model's factory (e.g. teacher "
+            f"{L.FAMILY_TEACHERS[kind]!r})")
     config = L.scheduler_config(root)
     pred = L.prediction_type(config, f"model {str(path)!r}", prediction)
     abar = L.alphas_cumprod(config)
@@ -188,18 +206,21 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
     shape = _sample_shape(net_unet, vae_config, height, width)
     factor = 2 ** (len(vae_config.get("block_out_channels", (0, 0, 0, 0))) - 1)
     if encoder is None:
-        encoder = _load_encoder(kind, root, device, dtype, (shape[1] * factor, shape[2] * factor), clip_skip)
+        micro = {"original_size": original_size, "crops_coords_top_left": crops_coords_top_left,
+                 "target_size": target_size}
+        encoder = _load_encoder(kind, root, device, dtype, (shape[1] * factor, shape[2] * factor), clip_skip, micro)
     net = UNetNet(net_unet, default_guidance_scale=guidance_embedding_scale, offload=offload, device=device,
                   compile=compile)
     boundary = lcm_boundary(float(config.get("timestep_scaling", 10.0))) if lcm else None
     denoiser = DiffusersDenoiser(net, abar, pred, x0_clip=x0_clip, boundary=boundary, quantize=quantize,
-                                 sample_shape=shape).to(device if not offload else "cpu")
+                                 sample_shape=shape, diffusers_parity=diffusers_parity,
+                                 timestep_spacing=config.get("timestep_spacing")).to(device if not offload else "cpu")
     denoiser.schedule.to(device)
     parts = Parts(kind, root, net_unet, net, encoder, device, dtype, lora=adapter,
                   base_in_root=unet is not None or lora is not None,
                   vae_options={"tiling": vae_tiling, "batch": decode_batch_size, "config": vae_config})
     model = DiffusersModel(name=name, denoiser=denoiser, sample_shape=shape, encode=encoder.encode,
-                           defaults=dict(defaults or {}), parts=parts)
+                           recipes=dict(recipes or {}), parts=parts)
     model.decode = _decoder(parts)
     return model
 
@@ -234,8 +255,57 @@ def _vae(parts: Parts) -> Any:
     return parts.vae
 
 
+LATENT_SPACE = ("latent_channels", "scaling_factor", "shift_factor")  # VAE config keys that fix the latent space
+
+
+def vae_latent_space(config: dict) -> dict:
+    """``{latent_channels, scaling_factor, shift_factor}`` of a VAE config (a missing shift factor is 0)."""
+    space = {k: config.get(k) for k in LATENT_SPACE}
+    space["shift_factor"] = space["shift_factor"] or 0.0
+    return space
+
+
+def latent_space(model: Model) -> Optional[dict]:
+    """The latent space (:func:`vae_latent_space`) of a diffusers model's VAE (``None`` for other models)."""
+    parts = getattr(model, "parts", None)
+    config = parts.vae_options.get("config") if parts is not None else None
+    if config is None:
+        return None
+    return vae_latent_space(config)
+
+
+def check_latent_space(student: Model, teacher: str, space: Optional[dict], where: str = "") -> None:
+    """Raise unless teacher ``teacher`` (a name; ``where`` says where it is) with VAE latent space ``space``
+    samples the student's latent space. One check for every family, also before the teacher's weights are read.
+
+    :class:`~tgsample.models.diffusers.errors.FamilyMismatchError` when both have VAEs that differ in latent
+    channels, scaling or shift factor (SD 1.x's 0.18215 vs SDXL's 0.13025, FLUX's 0.3611 vs SD3's 1.5305: the
+    same tensor means another image); :class:`ShapeMismatchError` when a student without a VAE has another
+    number of channels.
+    """
+    if space is None:
+        return
+    s_space = latent_space(student)
+    if s_space is None:
+        channels = tuple(student.sample_shape)[0]
+        if channels != space["latent_channels"]:
+            raise ShapeMismatchError(f"student {student.name!r} has {channels} latent channels but teacher {teacher!r}"
+                                     f"{where} has {space['latent_channels']}; teacher guidance needs the same latent "
+                                     "space")
+        return
+    if s_space != space:
+        diff = {k: (s_space[k], space[k]) for k in LATENT_SPACE if s_space[k] != space[k]}
+        raise L.FamilyMismatchError(
+            f"student {student.name!r} and teacher {teacher!r}{where} have different latent spaces (VAE "
+            f"{', '.join(f'{k} {a!r} vs {b!r}' for k, (a, b) in diff.items())}): teacher guidance mixes x0 estimates, "
+            f"so a teacher must share the student's VAE latent space (a teacher of the student's family: SD 1.x, "
+            f"SDXL, FLUX or SD3)")
+
+
 def check_compatible(student: Model, teacher: Model) -> None:
-    """Raise :class:`ShapeMismatchError` unless student and teacher sample the same latent shape."""
+    """Raise unless student and teacher sample the same latent space (:func:`check_latent_space`) and shape
+    (:class:`ShapeMismatchError`)."""
+    check_latent_space(student, teacher.name, latent_space(teacher))
     s, t = tuple(student.sample_shape), tuple(teacher.sample_shape)
     if s[0] != t[0]:
         raise ShapeMismatchError(f"student {student.name!r} has {s[0]} latent channels but teacher {teacher.name!r} "
@@ -275,7 +345,7 @@ def link_teacher(student: Model, teacher: DiffusersModel) -> DiffusersModel:
     return teacher
 
 
-def zero_copy_teacher(student: DiffusersModel, name: str, *, defaults: Optional[dict] = None,
+def zero_copy_teacher(student: DiffusersModel, name: str, *, recipes: Optional[dict] = None,
                       offload: bool = False, compile: bool = False, prediction: Optional[str] = None,
                       **ignored: Any) -> DiffusersModel:
     """The base model of a LoRA student without a second copy of the weights: the student's UNet,
@@ -286,24 +356,28 @@ def zero_copy_teacher(student: DiffusersModel, name: str, *, defaults: Optional[
     if offload:
         raise ConfigError("offload=True cannot be used with a zero-copy teacher: it shares the student's UNet "
                           "(pass zero_copy=False to load a separate teacher that can be offloaded)")
-    unknown = {k for k in ignored if k not in ("dtype", "device", "allow_download", "variant", "clip_skip", "quantize")}
+    unknown = {k for k in ignored if k not in ("dtype", "device", "allow_download", "variant", "clip_skip", "quantize",
+                                               "family", "diffusers_parity")}
     if unknown:
         raise ConfigError(f"options {sorted(unknown)} do not apply to a zero-copy teacher (it reuses the student's parts)")
+    L.check_family(p.root, ignored.get("family"), f"teacher {name!r}")
     config = L.scheduler_config(p.root)
     net = UNetNet(p.unet, adapters_off=True, device=p.device, compile=compile)
     den = DiffusersDenoiser(net, L.alphas_cumprod(config), L.prediction_type(config, str(p.root), prediction),
-                            quantize=bool(ignored.get("quantize", False)), sample_shape=student.sample_shape)
+                            quantize=bool(ignored.get("quantize", False)), sample_shape=student.sample_shape,
+                            diffusers_parity=bool(ignored.get("diffusers_parity", False)),
+                            timestep_spacing=config.get("timestep_spacing"))
     den.schedule.to(p.device)
     parts = Parts(p.kind, p.root, p.unet, net, p.encoder, p.device, p.dtype, vae=p.vae,
                   vae_options=p.vae_options)
     teacher = DiffusersModel(name=name, denoiser=den, sample_shape=student.sample_shape, encode=p.encoder.encode,
-                             defaults=dict(defaults or {}), parts=parts)
+                             recipes=dict(recipes or {}), parts=parts)
     teacher.decode = student.decode
     return teacher
 
 
 def make_teacher(name: str, default_path: str, *, path: Optional[str] = None, student: Optional[Model] = None,
-                 zero_copy: bool = True, defaults: Optional[dict] = None, **options: Any) -> DiffusersModel:
+                 zero_copy: bool = True, recipes: Optional[dict] = None, **options: Any) -> DiffusersModel:
     """A teacher, optionally for ``student``.
 
     * LoRA student, ``zero_copy`` and ``path`` unset or the student's base: :func:`zero_copy_teacher`.
@@ -315,12 +389,12 @@ def make_teacher(name: str, default_path: str, *, path: Optional[str] = None, st
     if s_parts is not None:
         same_root = path is None or _same_dir(path, s_parts.root)
         if zero_copy and s_parts.lora is not None and same_root:
-            return zero_copy_teacher(student, name, defaults=defaults, **options)
+            return zero_copy_teacher(student, name, recipes=recipes, **options)
         if path is None and s_parts.base_in_root:
             path = str(s_parts.root)
         if path is not None and _same_dir(path, s_parts.root):
             options.setdefault("encoder", s_parts.encoder)
-    teacher = load_model(name, path or default_path, defaults=defaults, **options)
+    teacher = load_model(name, path or default_path, recipes=recipes, **options)
     if student is not None:
         link_teacher(student, teacher)
         if s_parts is not None and teacher.parts.root.resolve() == s_parts.root.resolve() and s_parts.vae is not None:

@@ -13,13 +13,22 @@ class OfflineModelError(ModelNotFoundError):
     """A hub id was given but the model is not in the local cache and downloading is off."""
 
 
+class AmbiguousWeightsError(ModelNotFoundError):
+    """A folder or hub snapshot holds several weights files and none was named (``*_weight_name=``)."""
+
+
+class CorruptWeightsError(ConfigError):
+    """A weights file exists but cannot be read (a truncated download, not a safetensors / torch file)."""
+
+
 class LoRAMismatchError(ShapeMismatchError):
     """A LoRA's modules or shapes do not fit the base UNet it is loaded into."""
 
 
-class LatentSpaceMismatchError(ShapeMismatchError):
-    """A teacher's VAE latent space (channels, scaling and shift factor) is not its student's."""
+class FamilyMismatchError(ShapeMismatchError):
+    """A pipeline is of another model family (SD 1.x, SDXL, FLUX, SD3) than the one asked for, or a teacher's
+    VAE latent space (channels, scaling and shift factor) is not its student's."""
 
 
-__all__ = ["ModelNotFoundError", "OfflineModelError", "LoRAMismatchError", "LatentSpaceMismatchError",
-           "ShapeMismatchError", "ConfigError"]
+__all__ = ["AmbiguousWeightsError", "CorruptWeightsError", "FamilyMismatchError", "LoRAMismatchError",
+           "ModelNotFoundError", "OfflineModelError", "ShapeMismatchError", "ConfigError"]

@@ -8,8 +8,9 @@ pipeline's own schedule (:class:`tgsample.flow.FlowSchedule`, read by the ``flow
 its ``decode`` the pipeline's VAE.
 
 :func:`make_flow_teacher` loads a teacher for a student: refused before any weights are read when the
-two VAEs' latent spaces differ (:class:`LatentSpaceMismatchError`: FLUX and SD3 latents both have 16
-channels but are not the same space); sharing the student's text encoders when they are the same files
+two VAEs' latent spaces differ (:class:`~tgsample.models.diffusers.errors.FamilyMismatchError`, the one check
+of :func:`~tgsample.models.diffusers.bundle.check_latent_space`: FLUX and SD3 latents both have 16 channels
+but are not the same space); sharing the student's text encoders when they are the same files
 or the same weights (one copy, each batch of prompts encoded once), else reading its own ``teacher_*``
 keys -- also when it has another number of text encoders than the student (an SD3 pipeline without T5).
 
@@ -21,7 +22,6 @@ student's text encoders.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -32,15 +32,16 @@ from ...errors import ConfigError
 from ...flow import FlowSchedule
 from ..base import Model
 from . import loading as L
-from .bundle import DiffusersModel, Parts, _decoder, _vae_config, link_teacher, resolve_device, resolve_dtype
-from .errors import LatentSpaceMismatchError
+from .bundle import (DiffusersModel, Parts, _decoder, _vae_config, check_latent_space, link_teacher, resolve_device,
+                     resolve_dtype, vae_latent_space)
 from .flow_text import FlowPromptEncoder
 from .transformer import OFFLOAD_MODES, FluxNet, FlowTransformerDenoiser, SD3Net
 
-#: family -> (transformer class, how its pipeline spaces the base times, the net, the pipeline's default latent size)
+#: family -> (how its pipeline spaces the base times, the net, the pipeline's default latent size); the
+#: transformer class that marks each family is :data:`tgsample.models.diffusers.loading.TRANSFORMERS`
 FAMILIES = {
-    "flux": ("FluxTransformer2DModel", "linspace", FluxNet, 128),
-    "sd3": ("SD3Transformer2DModel", "scheduler", SD3Net, None),  # None: the transformer's sample_size
+    "flux": ("linspace", FluxNet, 128),
+    "sd3": ("scheduler", SD3Net, None),  # None: the transformer's sample_size
 }
 #: the text encoders of each family, in ``FlowPromptEncoder`` order: (folder, tokenizer folder, model class)
 ENCODERS = {
@@ -52,21 +53,21 @@ ENCODERS = {
 FLOW_PATTERNS = ("model_index.json", "transformer/*", "vae/*", "scheduler/*", "text_encoder/*", "text_encoder_2/*",
                  "text_encoder_3/*", "tokenizer/*", "tokenizer_2/*", "tokenizer_3/*")
 WEIGHTS = ("fp8",)
-LATENT_KEYS = ("latent_channels", "scaling_factor", "shift_factor")
 
 
-def family(root: Path) -> str:
-    """``"flux"`` or ``"sd3"`` from ``transformer/config.json``'s class name."""
-    path = root / "transformer" / "config.json"
-    if not path.is_file():
-        raise L.ModelNotFoundError(f"transformer config {str(path)!r} is missing; a FLUX / SD3 pipeline directory "
-                                   "needs transformer/ (as save_pretrained writes it)")
-    name = json.loads(path.read_text()).get("_class_name")
-    for kind, (cls, *_rest) in FAMILIES.items():
-        if name == cls:
-            return kind
-    raise ConfigError(f"{str(root)!r} has a transformer of class {name!r}; the flow adapters read "
-                      f"{', '.join(c for c, *_ in FAMILIES.values())}")
+def family(root: Path, expected: Optional[str], who: str) -> str:
+    """``"flux"`` or ``"sd3"``: the family of the pipeline at ``root``
+    (:func:`~tgsample.models.diffusers.loading.check_family`, :class:`FamilyMismatchError` if not ``expected``
+    or not a flow pipeline at all)."""
+    if not (root / "transformer" / "config.json").is_file() and not (root / "unet").is_dir():
+        raise L.ModelNotFoundError(f"transformer config {str(root / 'transformer' / 'config.json')!r} is missing; a "
+                                   "FLUX / SD3 pipeline directory needs transformer/ (as save_pretrained writes it)")
+    found = L.check_family(root, expected, who)
+    if found not in FAMILIES:
+        raise L.FamilyMismatchError(f"{who}: {str(root)!r} is a pipeline of the {L.FAMILY_NAMES[found]}, not a "
+                                    f"flow-matching one (FLUX / SD3); load it with load_model or teacher "
+                                    f"{L.FAMILY_TEACHERS[found]!r}")
+    return found
 
 
 @dataclass
@@ -101,32 +102,6 @@ class FlowModel(DiffusersModel):
             p.vae.to(device)
         p.device, p.dtype = device, dtype or p.dtype
         return self
-
-
-def _latent_space(config: dict) -> tuple:
-    return tuple(config.get(k) or 0.0 for k in LATENT_KEYS)
-
-
-def check_latent_space(student: Model, teacher_root: Path, teacher_name: str) -> None:
-    """Refuse a teacher whose VAE latent space is not the student's (channels, scaling and shift factor),
-    before its weights are loaded: teacher guidance interpolates x0 estimates, which needs one latent space."""
-    s_parts = getattr(student, "parts", None)
-    t_config = _vae_config(teacher_root)
-    if s_parts is None or "config" not in s_parts.vae_options:
-        channels = tuple(student.sample_shape)[0]
-        if channels != t_config.get("latent_channels"):
-            raise LatentSpaceMismatchError(f"student {student.name!r} has {channels} latent channels but teacher "
-                                           f"{teacher_name!r} at {str(teacher_root)!r} has "
-                                           f"{t_config.get('latent_channels')}; teacher guidance needs one "
-                                           "latent space")
-        return
-    s, t = _latent_space(s_parts.vae_options["config"]), _latent_space(t_config)
-    if s != t:
-        said = lambda v: ", ".join(f"{k} {x}" for k, x in zip(LATENT_KEYS, v))  # noqa: E731
-        raise LatentSpaceMismatchError(
-            f"student {student.name!r} ({s_parts.kind}) samples the latent space of its VAE ({said(s)}) but teacher "
-            f"{teacher_name!r} at {str(teacher_root)!r} has another one ({said(t)}); teacher guidance mixes x0 "
-            f"estimates, so it needs the same VAE: pick a teacher of the student's family")
 
 
 def same_files(a: Path, b: Path) -> bool:
@@ -175,7 +150,7 @@ def _sample_shape(kind: str, transformer: Any, vae_config: dict, height: Optiona
     if int(transformer.config.in_channels) != expected:
         raise ConfigError(f"the transformer takes {transformer.config.in_channels} input channels but the VAE makes "
                           f"{channels}-channel latents ({'packed 2x2: ' if kind == 'flux' else ''}{expected} expected)")
-    size = FAMILIES[kind][3] or int(transformer.config.sample_size)
+    size = FAMILIES[kind][2] or int(transformer.config.sample_size)
     for name, px in (("height", height), ("width", width)):
         if px is not None and (int(px) <= 0 or int(px) % (factor * patch)):
             raise ConfigError(f"{name}={px!r} must be a positive multiple of {factor * patch} (VAE factor {factor} "
@@ -192,13 +167,15 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
                     allow_download: bool = False, variant: Optional[str] = None, max_sequence_length: int = 256,
                     guidance_scale: Optional[float] = None, t5: bool = True,
                     encoder: Optional[FlowPromptEncoder] = None, vae_tiling: bool = False,
-                    decode_batch_size: Optional[int] = None, defaults: Optional[dict] = None) -> FlowModel:
+                    decode_batch_size: Optional[int] = None, recipes: Optional[dict] = None,
+                    diffusers_parity: bool = False) -> FlowModel:
     """Load a FLUX or SD3 / SD3.5 diffusers pipeline (directory or cached hub id) as a :class:`FlowModel`.
 
     Args:
         name: the registry name reported by the model.
         path: pipeline directory or hub id.
-        kind: the family the caller expects (``"flux"`` / ``"sd3"``); another one is a :class:`ConfigError`.
+        kind: the family the caller expects (``"flux"`` / ``"sd3"``); another one is a
+            :class:`~tgsample.models.diffusers.errors.FamilyMismatchError`.
         height: image height in pixels (default: the pipeline's, 1024 for FLUX and SD3.5).
         width: image width in pixels.
         dtype: the weights' dtype (default: float32 on CPU, bfloat16 on CUDA). Samples stay float32.
@@ -215,7 +192,9 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
         encoder: reuse this prompt encoder instead of loading the pipeline's text encoders.
         vae_tiling: tiled VAE decoding.
         decode_batch_size: decode in chunks of this many latents.
-        defaults: the model's published sampling settings (``Model.defaults``).
+        recipes: the model's published sampling recipes (``Model.recipes``, ``{variant: Recipe}``).
+        diffusers_parity: sample as the model's diffusers pipeline does (:mod:`tgsample.conventions`: for a flow
+            model that is tgsample's own convention, so the switch changes nothing; accepted for uniformity).
     """
     device = resolve_device(device)
     dtype = resolve_dtype(dtype if dtype is not None or device.type == "cpu" else "bfloat16", device)
@@ -226,15 +205,12 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
     root = L.resolve(path, "model", allow_download=allow_download, patterns=FLOW_PATTERNS)
     if not root.is_dir():
         raise L.ModelNotFoundError(f"model {str(path)!r} is a file; give a diffusers pipeline directory")
-    found = family(root)
-    if kind is not None and found != kind:
-        raise ConfigError(f"model {name!r} is a {kind.upper()} model but {str(path)!r} holds a pipeline of family "
-                          f"{found!r} ({FAMILIES[found][0]}); give a {kind.upper()} pipeline directory")
-    cls_name, spacing, net_cls, _ = FAMILIES[found]
+    found = family(root, kind, f"model {name!r}")
+    spacing, net_cls, _ = FAMILIES[found]
     schedule = FlowSchedule.from_config(L.scheduler_config(root), spacing)
     import diffusers
 
-    transformer = L.load_part(getattr(diffusers, cls_name), root, "transformer", "transformer", torch_dtype=dtype,
+    transformer = L.load_part(getattr(diffusers, L.TRANSFORMERS[found]), root, "transformer", "transformer", torch_dtype=dtype,
                               variant=variant)
     transformer.eval().requires_grad_(False)
     if weights == "fp8":
@@ -248,22 +224,22 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
                           f"a {found} model needs a {found} one")
     net_options = {"default_guidance_scale": guidance_scale} if net_cls is FluxNet else {}
     net = net_cls(transformer, device=device, dtype=dtype, offload=offload, compile=compile, **net_options)
-    denoiser = FlowTransformerDenoiser(net, schedule, tokens, sample_shape=shape)
+    denoiser = FlowTransformerDenoiser(net, schedule, tokens, sample_shape=shape, diffusers_parity=diffusers_parity)
     parts = FlowParts(found, root, transformer, net, encoder, device, dtype, offload=offload,
                       vae_options={"tiling": vae_tiling, "batch": decode_batch_size, "config": vae_config})
     model = FlowModel(name=name, denoiser=denoiser, sample_shape=shape, encode=encoder.encode,
-                      defaults=dict(defaults or {}), parts=parts)
+                      recipes=dict(recipes or {}), parts=parts)
     model.decode = _decoder(parts)
     return model
 
 
 def make_flow_teacher(name: str, kind: str, default_path: str, *, path: Optional[str] = None,
                       student: Optional[Model] = None, share_text_encoders: Optional[bool] = None,
-                      defaults: Optional[dict] = None, **options: Any) -> FlowModel:
+                      recipes: Optional[dict] = None, **options: Any) -> FlowModel:
     """A flow teacher, optionally for ``student``.
 
-    With ``student=``: the teacher's latent space is checked against the student's first
-    (:func:`check_latent_space`); its image size and T5 length default to the student's; it shares the
+    With ``student=``: the teacher's latent space is checked against the student's first, before any of
+    its weights are read (:func:`~tgsample.models.diffusers.bundle.check_latent_space`); its image size and T5 length default to the student's; it shares the
     student's prompt encoder without loading its own when ``share_text_encoders=True``, or (``None``, the
     default) when its text-encoder files are the student's (the same directory, or the same Hugging Face cache
     blobs). Otherwise it loads its own and :func:`~tgsample.models.diffusers.bundle.link_teacher` keeps one
@@ -272,10 +248,10 @@ def make_flow_teacher(name: str, kind: str, default_path: str, *, path: Optional
     """
     path = path or default_path
     if student is None:
-        return load_flow_model(name, path, kind=kind, defaults=defaults, **options)
+        return load_flow_model(name, path, kind=kind, recipes=recipes, **options)
     s_parts = getattr(student, "parts", None)
     root = L.resolve(path, "teacher", allow_download=bool(options.get("allow_download")), patterns=FLOW_PATTERNS)
-    check_latent_space(student, root, name)
+    check_latent_space(student, name, vae_latent_space(_vae_config(root)), f" at {str(root)!r}")
     if s_parts is not None and "config" in s_parts.vae_options and "height" not in options and "width" not in options:
         factor = 2 ** (len(s_parts.vae_options["config"].get("block_out_channels", (0, 0, 0, 0))) - 1)
         options["height"], options["width"] = (int(v) * factor for v in tuple(student.sample_shape)[1:])
@@ -287,7 +263,7 @@ def make_flow_teacher(name: str, kind: str, default_path: str, *, path: Optional
                 same_files(s_parts.root / f, root / f) for enc in ENCODERS[kind] for f in enc[:2]
                 if (s_parts.root / f).is_dir() or (root / f).is_dir()):
             options.setdefault("encoder", s_enc)
-    teacher = load_flow_model(name, path, kind=kind, defaults=defaults, **options)
+    teacher = load_flow_model(name, path, kind=kind, recipes=recipes, **options)
     link_teacher(student, teacher)  # sizes; one encoder if the weights are equal, else teacher_* keys
     if s_parts is not None and teacher.parts.root.resolve() == s_parts.root.resolve() and s_parts.vae is not None:
         teacher.parts.vae = s_parts.vae

@@ -1,9 +1,9 @@
-"""Published sampling settings of the flow-matching students and teachers, as plain data (no torch).
+"""The flow-matching students' published recipes and the flow teachers' baselines (torch-free; entry points
+``tgsample.recipes``).
 
-One source (:data:`STUDENTS`, :data:`TEACHERS`) for :mod:`.flow_zoo` (``Model.defaults``) and for the
-``tgsample.recipes`` entry points (:data:`FLUX_SCHNELL`, :data:`SD35_LARGE_TURBO`: ``""`` the published
-sampling -- its diffusers pipeline's settings on the model card --, ``"++"`` the same run with teacher
-guidance).
+As :mod:`.recipes` does for the SD-family students, and with its :func:`~.recipes.published`: ``""`` is each
+student's published sampling -- its diffusers pipeline's settings on the model card --, ``"++"`` the same run
+with teacher guidance on its first step, renoised to ``sigma_1``.
 
 Where the numbers come from:
 
@@ -14,37 +14,28 @@ Where the numbers come from:
   28 steps, CFG 3.5; SD3.5 Medium 40 steps, CFG 4.5 (their model cards).
 * Teacher guidance: no published strength exists for flow models (Distillation++ covers SD-family students
   only). ``lam`` and the guided steps below are tgsample's choice, not tuned on real weights; the teacher's
-  CFG is its own model card's (FLUX-dev: the embedded 3.5, no true CFG). See docs: Flow models, "Which steps
-  to guide".
+  CFG is its own model card's (FLUX-dev: the embedded 3.5 as the teacher's ``guidance_scale`` option, no true
+  CFG). See docs: Flow models, "Which steps to guide".
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...recipes import Recipe
 from .recipes import published
 
-#: student -> settings: plain recipe (schedule, steps, solver, guidance) + teacher guidance (teacher, lam,
-#: guided_steps, teacher_cfg, teacher_options)
-STUDENTS: dict[str, dict[str, Any]] = {
-    "flux-schnell": {
-        "schedule": "flow", "steps": 4, "solver": "euler", "guidance": None,
-        "teacher": "flux-dev", "teacher_cfg": 1.0, "teacher_options": {"guidance_scale": 3.5},
-        "lam": 0.05, "guided_steps": 1,
-        "note": "FLUX.1-schnell: 4 Euler steps, no guidance (model card); teacher FLUX.1-dev with its embedded "
-                "guidance 3.5; lam not published (our choice)",
-    },
-    "sd35-large-turbo": {
-        "schedule": "flow", "steps": 4, "solver": "euler", "guidance": None,
-        "teacher": "sd35-large", "teacher_cfg": 3.5, "teacher_options": {},
-        "lam": 0.05, "guided_steps": 1,
-        "note": "SD3.5 Large Turbo: 4 Euler steps, shift 3, no CFG (model card); teacher SD3.5 Large at CFG 3.5; "
-                "lam not published (our choice)",
-    },
-}
+__all__ = ["FLUX_SCHNELL", "SD35_LARGE_TURBO", "TEACHERS"]
 
-#: teacher -> how it is sampled on its own (a baseline)
+# one attribute per student: the entry points name them (``flux-schnell = "...flow_recipes:FLUX_SCHNELL"``)
+FLUX_SCHNELL = published(schedule="flow", steps=4, solver="euler", teacher="flux-dev", lam=0.05, teacher_cfg=1.0,
+                         teacher_options={"guidance_scale": 3.5},
+                         note="FLUX.1-schnell: 4 Euler steps, no guidance (model card); teacher FLUX.1-dev with its "
+                              "embedded guidance 3.5; lam not published (our choice)")
+SD35_LARGE_TURBO = published(schedule="flow", steps=4, solver="euler", teacher="sd35-large", lam=0.05,
+                             teacher_cfg=3.5,
+                             note="SD3.5 Large Turbo: 4 Euler steps, shift 3, no CFG (model card); teacher SD3.5 "
+                                  "Large at CFG 3.5; lam not published (our choice)")
+
+#: teacher -> how it is sampled on its own (a baseline; its ``Model.recipes[""]``)
 TEACHERS: dict[str, Recipe] = {
     "flux-dev": Recipe(schedule="flow", steps=50, solver="euler",
                        note="FLUX.1-dev on its own: 50 Euler steps, embedded guidance 3.5 (model card)"),
@@ -53,15 +44,3 @@ TEACHERS: dict[str, Recipe] = {
     "sd35-medium": Recipe(schedule="flow", steps=40, solver="euler", guidance={"name": "cfg", "scale": 4.5},
                           note="SD3.5 Medium on its own: 40 Euler steps, CFG 4.5 (model card)"),
 }
-
-
-def _published(name: str) -> dict[str, Recipe]:
-    s = STUDENTS[name]
-    return published(schedule=s["schedule"], steps=s["steps"], solver=s["solver"], guidance=s["guidance"],
-                     teacher=s["teacher"], lam=s["lam"], teacher_cfg=s["teacher_cfg"], guided_steps=s["guided_steps"],
-                     teacher_options=s["teacher_options"], note=s["note"])
-
-
-# the ``tgsample.recipes`` entry points name these (``flux-schnell = "...flow_recipes:FLUX_SCHNELL"``)
-FLUX_SCHNELL = _published("flux-schnell")
-SD35_LARGE_TURBO = _published("sd35-large-turbo")

@@ -65,7 +65,6 @@ class FlowPromptEncoder(PromptEncoder):
         self.max_sequence_length = int(max_sequence_length)
         self.out_dtype = out_dtype
         self.transformer_config = transformer_config
-        self.clip_skip, self.force_zeros = None, False  # read by PromptEncoder.same_as
         self.calls = 0
         self._last = None
         self._pipe = self._pipeline()
@@ -92,10 +91,10 @@ class FlowPromptEncoder(PromptEncoder):
                                         tokenizer=tok_l, text_encoder_2=clip_g, tokenizer_2=tok_g,
                                         text_encoder_3=t5, tokenizer_3=tok_t5 if t5 is not None else None)
 
-    def same_as(self, other: PromptEncoder) -> bool:
-        """True when ``other`` computes the same embeddings (kind, sequence length, encoder weights, vocabularies)."""
-        return self is other or (getattr(other, "max_sequence_length", None) == self.max_sequence_length
-                                 and super().same_as(other))
+    def options(self) -> tuple:
+        """What decides the embeddings besides the weights (:meth:`PromptEncoder.same_as`): the kind, the T5
+        length and which text encoders are present."""
+        return (self.kind, self.max_sequence_length, tuple(m is not None for m in self.slots))
 
     def _encode(self, prompts: list[str], negatives: Optional[list[str]]) -> tuple[Cond, Cond]:
         out = lambda t: t.to(self.out_dtype)  # noqa: E731

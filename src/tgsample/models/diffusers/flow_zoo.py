@@ -9,17 +9,17 @@ Students ``flux-schnell`` and ``sd35-large-turbo``; teachers ``flux-dev``, ``sd3
 ``path`` defaults to the published hub id, which works offline only when it is in the Hugging Face
 cache (``allow_download=True`` opts into downloading). Other keywords go to
 :func:`~tgsample.models.diffusers.flow_bundle.load_flow_model` (``dtype``, ``device``, ``offload``,
-``weights``, ``height`` / ``width``, ``max_sequence_length``, ...). The settings (``Model.defaults``)
-come from :mod:`.flow_recipes`.
+``weights``, ``height`` / ``width``, ``max_sequence_length``, ``diffusers_parity``, ...). Each student's
+``Model.recipes`` are the ones it publishes (:mod:`.flow_recipes`, entry points ``tgsample.recipes``); each
+teacher's ``Model.recipes[""]`` is its baseline there.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from . import flow_recipes as R
 from .flow_bundle import FlowModel, load_flow_model, make_flow_teacher
-from .zoo import settings
+from .flow_recipes import TEACHERS as BASELINES
 
 FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
 FLUX_DEV = "black-forest-labs/FLUX.1-dev"
@@ -28,28 +28,16 @@ SD35_LARGE = "stabilityai/stable-diffusion-3.5-large"
 SD35_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
 
 
-def student_defaults(name: str) -> dict:
-    """``Model.defaults`` of flow student ``name``: its plain settings and its teacher-guidance spec."""
-    s = R.STUDENTS[name]
-    d = settings(schedule=s["schedule"], steps=s["steps"], solver=s["solver"], teacher=s["teacher"], lam=s["lam"],
-                 teacher_cfg=s["teacher_cfg"], guided_steps=s["guided_steps"], guidance=s["guidance"], note=s["note"])
-    return {**d, "teacher_options": dict(s["teacher_options"])}
-
-
-def teacher_defaults(name: str) -> dict:
-    """``Model.defaults`` of flow teacher ``name`` sampled on its own."""
-    return R.TEACHERS[name].as_dict()
-
-
 def _student(name: str, kind: str, path: str, **fixed: Any) -> Any:
-    defaults = student_defaults(name)
-
     def factory(path: str = path, **options: Any) -> FlowModel:
-        return load_flow_model(name, path, kind=kind, defaults=defaults, **{**fixed, **options})
+        from ...recipes import published
+
+        return load_flow_model(name, path, kind=kind, recipes=published(name), **{**fixed, **options})
 
     factory.__name__ = name.replace("-", "_").replace(".", "")
-    factory.defaults = defaults  # type: ignore[attr-defined]
-    factory.__doc__ = f"Student {name!r}: {defaults['note']}. Keywords: see load_flow_model (defaults {fixed})."
+    factory.loading = {"path": path, "kind": kind, **fixed}  # type: ignore[attr-defined]  # the published location
+    factory.__doc__ = (f"Student {name!r} (recipes: tgsample.models.diffusers.flow_recipes). Keywords: see "
+                       f"load_flow_model (defaults {fixed}).")
     return factory
 
 
@@ -66,7 +54,7 @@ def flux_dev(*, path: Optional[str] = None, student: Any = None, guidance_scale:
     if student is None:
         options.setdefault("max_sequence_length", 512)
     return make_flow_teacher("flux-dev", "flux", FLUX_DEV, path=path, student=student, guidance_scale=guidance_scale,
-                             share_text_encoders=share_text_encoders, defaults=teacher_defaults("flux-dev"), **options)
+                             share_text_encoders=share_text_encoders, recipes={"": BASELINES["flux-dev"]}, **options)
 
 
 def sd35_large(*, path: Optional[str] = None, student: Any = None, share_text_encoders: Optional[bool] = None,
@@ -75,7 +63,7 @@ def sd35_large(*, path: Optional[str] = None, student: Any = None, share_text_en
     same latent space is required, text encoders are shared when they are the same (SD3.5 Large Turbo ships
     the same three), and a pipeline without T5 (``t5=False``) gets its own ``teacher_*`` keys."""
     return make_flow_teacher("sd35-large", "sd3", SD35_LARGE, path=path, student=student,
-                             share_text_encoders=share_text_encoders, defaults=teacher_defaults("sd35-large"),
+                             share_text_encoders=share_text_encoders, recipes={"": BASELINES["sd35-large"]},
                              **options)
 
 
@@ -84,7 +72,7 @@ def sd35_medium(*, path: Optional[str] = None, student: Any = None, share_text_e
     """Teacher ``sd35-medium``: SD3.5 Medium (MMDiT-X, same VAE and text encoders as SD3.5 Large), e.g. a
     smaller teacher for ``sd35-large-turbo``; as :func:`sd35_large`."""
     return make_flow_teacher("sd35-medium", "sd3", SD35_MEDIUM, path=path, student=student,
-                             share_text_encoders=share_text_encoders, defaults=teacher_defaults("sd35-medium"),
+                             share_text_encoders=share_text_encoders, recipes={"": BASELINES["sd35-medium"]},
                              **options)
 
 

@@ -13,6 +13,7 @@ reimplemented here.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -22,12 +23,22 @@ import torch
 
 from ...denoisers import check_prediction
 from ...errors import ConfigError
-from .errors import LoRAMismatchError, ModelNotFoundError, OfflineModelError
+from .errors import (AmbiguousWeightsError, CorruptWeightsError, FamilyMismatchError, LoRAMismatchError,
+                     ModelNotFoundError, OfflineModelError)
 
 PathLike = Union[str, Path]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 PIPELINE_PATTERNS = ("model_index.json", "unet/*", "text_encoder/*", "text_encoder_2/*", "tokenizer/*",
                      "tokenizer_2/*", "vae/*", "scheduler/*")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")  # in order of preference
+WEIGHT_PATTERNS = tuple(f"*{s}" for s in WEIGHT_SUFFIXES)
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # the file diffusers' save_lora_weights writes
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+FAMILY_NAMES = {"sd15": "SD 1.x / 2.x family (one text encoder)", "sdxl": "SDXL family (two text encoders)",
+                "flux": "FLUX family (FluxTransformer2DModel)", "sd3": "SD3 family (SD3Transformer2DModel)"}
+#: flow-matching families -> the transformer class in ``transformer/config.json`` that marks them
+TRANSFORMERS = {"flux": "FluxTransformer2DModel", "sd3": "SD3Transformer2DModel"}
+FAMILY_TEACHERS = {"sd15": "sd15", "sdxl": "sdxl", "flux": "flux-dev", "sd3": "sd35-large"}  # a registered teacher each
 
 
 def is_hub_id(source: PathLike) -> bool:
@@ -76,8 +87,81 @@ def resolve(source: PathLike, what: str = "model", *, allow_download: bool = Fal
 
 
 def family(root: Path) -> str:
-    """``"sdxl"`` when the pipeline has a second text encoder, else ``"sd15"`` (SD 1.x / 2.x layout)."""
+    """The family of the pipeline at ``root``: ``"flux"`` / ``"sd3"`` from the class of its transformer
+    (``transformer/config.json``, :data:`TRANSFORMERS`); for a UNet pipeline ``"sdxl"`` when it has a second
+    text encoder, else ``"sd15"`` (SD 1.x / 2.x layout)."""
+    config = root / "transformer" / "config.json"
+    if config.is_file():
+        name = json.loads(config.read_text()).get("_class_name")
+        for kind, cls in TRANSFORMERS.items():
+            if name == cls:
+                return kind
+        raise ConfigError(f"{str(root)!r} has a transformer of class {name!r}; tgsample's flow adapters read "
+                          f"{', '.join(TRANSFORMERS.values())}")
     return "sdxl" if (root / "text_encoder_2").is_dir() else "sd15"
+
+
+def check_family(root: Path, expected: Optional[str], who: str) -> str:
+    """The family of the pipeline at ``root`` (:func:`family`); :class:`FamilyMismatchError` if ``expected`` is
+    given and differs."""
+    found = family(root)
+    if expected is not None and found != expected:
+        raise FamilyMismatchError(
+            f"{who} is registered for the {FAMILY_NAMES.get(expected, expected)}, but {str(root)!r} is a pipeline of "
+            f"the {FAMILY_NAMES.get(found, found)}: its latent space and conditioning differ. Give a pipeline of "
+            f"the {expected} family, or use a model registered for {found} (e.g. teacher {FAMILY_TEACHERS[found]!r})")
+    return found
+
+
+def single_file_message(file: PathLike) -> str:
+    """How to turn a single-file checkpoint into the diffusers directory tgsample loads."""
+    return (f"{str(file)!r} is a single-file checkpoint; tgsample loads diffusers pipeline directories. Convert it "
+            f"once with diffusers: `python -c \"from diffusers import StableDiffusionPipeline as P; "
+            f"P.from_single_file({str(file)!r}).save_pretrained('DIR')\"` (StableDiffusionXLPipeline for SDXL; "
+            f"offline, add config='<a local diffusers pipeline of the same family>' to from_single_file), then pass "
+            f"path='DIR'. A fine-tuned UNet alone in diffusers' key layout can be given as unet=<file> instead")
+
+
+def weights_file(folder: Path, what: str, weight_name: Optional[str] = None, preferred: Optional[str] = None) -> Path:
+    """The weights file in ``folder`` (a local directory or a hub snapshot).
+
+    ``weight_name`` if given; else ``preferred`` if present; else the only ``.safetensors`` file (else the only
+    ``.bin``). Several candidates raise :class:`AmbiguousWeightsError` listing them (name one with ``*_weight_name=``);
+    none raises :class:`ModelNotFoundError`.
+    """
+    if weight_name is not None:
+        path = folder / weight_name
+        if not path.is_file():
+            present = sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+            raise ModelNotFoundError(f"{what}: weights file {weight_name!r} not found in {str(folder)!r} "
+                                     f"(weights files there: {present or 'none'})")
+        return path
+    if preferred is not None and (folder / preferred).is_file():
+        return folder / preferred
+    for suffix in WEIGHT_SUFFIXES:
+        found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(suffix))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise AmbiguousWeightsError(
+                f"{what}: {str(folder)!r} holds {len(found)} {suffix} files and none was named; pass the one "
+                f"to load as {what.split()[0].lower()}_weight_name=..., one of {[p.name for p in found]}")
+    raise ModelNotFoundError(f"{what}: no .safetensors or .bin weights file in {str(folder)!r}")
+
+
+def locate_weights(source: PathLike, what: str, *, weight_name: Optional[str] = None, allow_download: bool = False,
+                   preferred: Optional[str] = None) -> Path:
+    """A local weights file for ``source``: a file as is; in a folder or a cached hub repo, ``weight_name``
+    (fetched alone from the hub) or the safe guess of :func:`weights_file`."""
+    path = Path(str(source)).expanduser()
+    if path.is_file():
+        if weight_name is not None and path.name != weight_name:
+            raise ConfigError(f"{what} {str(source)!r} is a file; weight_name={weight_name!r} names another one")
+        return path
+    if not path.is_dir() and weight_name is not None:
+        return resolve(source, what, allow_download=allow_download, filename=weight_name)
+    folder = resolve(source, what, allow_download=allow_download, patterns=WEIGHT_PATTERNS)
+    return weights_file(folder, what, weight_name, preferred)
 
 
 def load_part(cls: Any, root: Path, subfolder: Optional[str], what: str, **kwargs: Any) -> Any:
@@ -89,6 +173,9 @@ def load_part(cls: Any, root: Path, subfolder: Optional[str], what: str, **kwarg
     try:
         return cls.from_pretrained(folder, local_files_only=True, **kwargs)
     except (OSError, ValueError) as err:
+        if "Unable to load weights" in str(err):  # diffusers' message for an unreadable weights file
+            raise CorruptWeightsError(f"{what}: the weights in {str(folder)!r} cannot be read (a truncated or "
+                                      f"corrupt file? download it again): {err}") from err
         raise ModelNotFoundError(f"{what}: could not load {cls.__name__} from {str(folder)!r}: {err}") from err
 
 
@@ -138,10 +225,13 @@ def load_unet(root: Path, *, unet: Optional[PathLike] = None, unet_weight_name: 
     if unet is None:
         return load_part(UNet2DConditionModel, root, "unet", "UNet", torch_dtype=dtype, variant=variant)
     src = resolve(unet, "UNet", allow_download=allow_download, filename=unet_weight_name,
-                  patterns=("*.json", "*.safetensors", "unet/*"))
+                  patterns=("*.json", *WEIGHT_PATTERNS, "unet/*"))
     if src.is_dir():
-        folder = src / "unet" if (src / "unet").is_dir() else src
-        return load_part(UNet2DConditionModel, folder, None, f"UNet {str(unet)!r}", torch_dtype=dtype, variant=variant)
+        folder = src / "unet" if (src / "unet" / "config.json").is_file() else src
+        if (folder / "config.json").is_file():
+            return load_part(UNet2DConditionModel, folder, None, f"UNet {str(unet)!r}", torch_dtype=dtype,
+                             variant=variant)
+        src = weights_file(src, f"UNet {str(unet)!r}")  # a repo of bare weights files (DMD2, SDXL-Lightning)
     return unet_from_file(root, src, dtype)
 
 
@@ -155,7 +245,14 @@ def unet_from_file(root: Path, file: Path, dtype: torch.dtype) -> Any:
                                  f"missing in {str(root)!r}")
     model = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(root / "unet"))
     try:
-        model.load_state_dict(load_state_dict(str(file)), strict=True)
+        state = load_state_dict(str(file))
+    except Exception as err:  # OSError from diffusers, SafetensorError, UnpicklingError
+        raise CorruptWeightsError(f"UNet weights {str(file)!r} cannot be read (a truncated or corrupt file? "
+                                  f"download it again): {err}") from err
+    if any(k.startswith("model.diffusion_model.") for k in state):
+        raise ConfigError(single_file_message(file))
+    try:
+        model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ConfigError(f"UNet weights {str(file)!r} do not fit the base UNet of {str(root)!r}: {err}") from err
     return model if dtype == torch.float32 else model.to(dtype)
@@ -174,27 +271,25 @@ def load_lora(unet: Any, lora: PathLike, *, kind: str, weight_name: Optional[str
     """Add the LoRA ``lora`` (directory, weights file or hub id) to ``unet`` as adapter ``adapter_name``
     with diffusers' LoRA loader (kohya / diffusers formats; peft underneath).
 
-    Raises :class:`LoRAMismatchError` if a LoRA module is absent from the UNet or has another shape.
+    The file is found locally first (:func:`locate_weights`: ``weight_name``, else diffusers'
+    ``pytorch_lora_weights.safetensors``, else the only weights file), so a cached hub repo loads offline.
+    As diffusers' ``load_lora_weights`` does, the adapter metadata stored in the file (``lora_alpha``,
+    ``r``, ...) configures the adapter, so its strength is ``lora_alpha / r``.
+
+    Raises :class:`LoRAMismatchError` if a LoRA module is absent from the UNet or has another shape,
+    :class:`CorruptWeightsError` if the file cannot be read.
     """
     from diffusers.loaders import StableDiffusionLoraLoaderMixin, StableDiffusionXLLoraLoaderMixin
 
     mixin = StableDiffusionXLLoraLoaderMixin if kind == "sdxl" else StableDiffusionLoraLoaderMixin
-    src: Any = lora
-    path = Path(str(lora)).expanduser()
-    if path.is_file():
-        src, weight_name = str(path.parent), path.name
-    elif path.is_dir():
-        src = str(path)
-    elif not is_hub_id(str(lora)):
-        raise ModelNotFoundError(f"LoRA {str(lora)!r} does not exist: no such file or directory "
-                                 f"(and it is not a hub id of the form owner/name)")
+    file = locate_weights(lora, "LoRA", weight_name=weight_name, allow_download=allow_download,
+                          preferred=LORA_WEIGHT_NAME)
     try:
-        loaded = mixin.lora_state_dict(src, weight_name=weight_name, local_files_only=not allow_download)
+        state, alphas, metadata = mixin.lora_state_dict(str(file.parent), weight_name=file.name,
+                                                        local_files_only=True, return_lora_metadata=True)
     except Exception as err:
-        if is_hub_id(str(lora)) and not allow_download:
-            raise _offline(str(lora), "LoRA", err) from err
-        raise ModelNotFoundError(f"LoRA {str(lora)!r}: could not read its weights: {err}") from err
-    state, alphas = loaded[0], loaded[1]
+        raise CorruptWeightsError(f"LoRA {str(lora)!r}: could not read its weights {str(file)!r} (a truncated "
+                                  f"or corrupt file? download it again): {err}") from err
     if any(k.startswith("text_encoder") for k in state):
         warnings.warn(f"LoRA {str(lora)!r} has text-encoder weights; they are ignored (the UNet part is loaded)")
         state = {k: v for k, v in state.items() if not k.startswith("text_encoder")}
@@ -207,7 +302,7 @@ def load_lora(unet: Any, lora: PathLike, *, kind: str, weight_name: Optional[str
         raise LoRAMismatchError(f"LoRA {str(lora)!r} does not fit its base UNet: {len(missing)} of its {len(modules)} "
                                 f"modules are not in the UNet, e.g. {missing[:3]} (a LoRA for another model family?)")
     try:
-        mixin.load_lora_into_unet(state, alphas, unet=unet, adapter_name=adapter_name)
+        mixin.load_lora_into_unet(state, alphas, unet=unet, adapter_name=adapter_name, metadata=metadata)
     except (RuntimeError, ValueError, KeyError) as err:
         raise LoRAMismatchError(f"LoRA {str(lora)!r} does not fit its base UNet (shapes differ): "
                                 f"{str(err).strip().splitlines()[-1]}") from err

@@ -135,12 +135,18 @@ class DiffusersDenoiser(DiscreteVPDenoiser):
         x0_clip: ``None`` (off) or ``{"mode": "clamp" | "dynamic", "value": v, "percentile": p,
             "sigma_min": s}``: the x0 estimate is clipped where ``sigma >= sigma_min`` (the early,
             high-noise steps; default: every step). In latent units (SD latents are roughly in [-4, 4]).
+        diffusers_parity: sample as the model's diffusers pipeline does (read by :func:`tgsample.sample`
+            through :mod:`tgsample.conventions`).
+        timestep_spacing: the scheduler config's ``timestep_spacing`` (diffusers' Euler start depends on it).
     """
 
     def __init__(self, net: UNetNet, alphas_cumprod: Tensor, prediction: str = "epsilon", *,
-                 x0_clip: Optional[Mapping[str, Any]] = None, **kwargs: Any):
+                 x0_clip: Optional[Mapping[str, Any]] = None, diffusers_parity: bool = False,
+                 timestep_spacing: Optional[str] = None, **kwargs: Any):
         super().__init__(net, alphas_cumprod, prediction, **kwargs)
         self.x0_clip = _check_clip(x0_clip)
+        self.diffusers_parity = bool(diffusers_parity)
+        self.timestep_spacing = timestep_spacing
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
         x0 = super().forward(x, sigma, **cond)

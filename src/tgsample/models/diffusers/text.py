@@ -16,6 +16,7 @@ An encoder remembers its last batch: a student and a teacher that share a :class
 
 from __future__ import annotations
 
+import types
 from typing import Any, Optional, Sequence
 
 import torch
@@ -33,6 +34,33 @@ def _as_list(prompts: Any, what: str) -> list[str]:
     if not all(isinstance(p, str) for p in prompts):
         raise ConfigError(f"{what} must be strings; got {[type(p).__name__ for p in prompts][:4]}")
     return prompts
+
+
+def _size(name: str, value: Any) -> Optional[tuple[int, int]]:
+    if value is None:
+        return None
+    try:
+        pair = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or (name != "crops_coords_top_left" and min(pair) <= 0) or min(pair) < 0:
+        raise ConfigError(f"{name}={value!r} must be a pair of {'non-negative' if name == 'crops_coords_top_left' else 'positive'} "
+                          f"integers (height, width) / (top, left)")
+    return pair
+
+
+def clip_skip_compatible(encoder: nn.Module) -> nn.Module:
+    """Let diffusers' SD 1.x ``encode_prompt(clip_skip=...)`` run on transformers >= 5.6.
+
+    transformers 5.6 flattened ``CLIPTextModel`` (``embeddings``, ``encoder``, ``final_layer_norm`` moved off
+    ``text_model``); diffusers 0.42 still applies ``text_encoder.text_model.final_layer_norm`` to the skipped
+    layer's output and fails. This gives the flattened encoder a plain (non-module) ``text_model`` attribute
+    holding its ``final_layer_norm``, so diffusers' own clip-skip code runs unchanged. No-op on older
+    transformers or wrapped encoders (``CLIPTextModelWithProjection``).
+    """
+    if "text_model" not in encoder.__dict__ and "text_model" not in encoder._modules and hasattr(encoder, "final_layer_norm"):
+        encoder.__dict__["text_model"] = types.SimpleNamespace(final_layer_norm=encoder.final_layer_norm)
+    return encoder
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -57,12 +85,16 @@ class PromptEncoder:
         image_size: ``(height, width)`` in pixels for SDXL's time ids.
         clip_skip: skip the last ``clip_skip`` CLIP layers (diffusers' meaning).
         force_zeros_for_empty_prompt: SDXL: zero uncond embeddings when no negative prompt is given.
+        original_size: SDXL micro-conditioning ``(height, width)`` (default: ``image_size``).
+        crops_coords_top_left: SDXL micro-conditioning ``(top, left)`` (default ``(0, 0)``).
+        target_size: SDXL micro-conditioning ``(height, width)`` (default: ``image_size``).
     """
 
     def __init__(self, kind: str, text_encoders: Sequence[nn.Module], tokenizers: Sequence[Any], *,
                  device: torch.device | str = "cpu", image_size: tuple[int, int] = (1024, 1024),
                  clip_skip: Optional[int] = None, force_zeros_for_empty_prompt: bool = True,
-                 out_dtype: torch.dtype = torch.float32):
+                 out_dtype: torch.dtype = torch.float32, original_size: Optional[Sequence[int]] = None,
+                 crops_coords_top_left: Sequence[int] = (0, 0), target_size: Optional[Sequence[int]] = None):
         if kind not in ("sd15", "sdxl"):
             raise ConfigError(f"prompt encoder kind={kind!r}; allowed: 'sd15', 'sdxl'")
         self.kind = kind
@@ -70,6 +102,11 @@ class PromptEncoder:
         self.device = torch.device(device)
         self.image_size = tuple(int(v) for v in image_size)
         self.clip_skip = clip_skip
+        if clip_skip is not None and (not isinstance(clip_skip, int) or isinstance(clip_skip, bool) or clip_skip < 0):
+            raise ConfigError(f"clip_skip={clip_skip!r} must be a non-negative integer (CLIP layers to skip)")
+        self.original_size = _size("original_size", original_size)
+        self.crops = _size("crops_coords_top_left", crops_coords_top_left)
+        self.target_size = _size("target_size", target_size)
         self.force_zeros = force_zeros_for_empty_prompt
         self.out_dtype = out_dtype
         self.calls = 0  # number of (non-cached) encoder runs, for tests and benchmarks
@@ -83,6 +120,7 @@ class PromptEncoder:
         if self.kind == "sd15":
             from diffusers import StableDiffusionPipeline
 
+            clip_skip_compatible(self.text_encoders[0])
             return StableDiffusionPipeline(vae=None, text_encoder=self.text_encoders[0], tokenizer=self.tokenizers[0],
                                            unet=None, scheduler=None, safety_checker=None, feature_extractor=None,
                                            requires_safety_checker=False)
@@ -93,19 +131,26 @@ class PromptEncoder:
                                          tokenizer_2=self.tokenizers[1], unet=None, scheduler=None,
                                          force_zeros_for_empty_prompt=self.force_zeros)
 
+    def options(self) -> tuple:
+        """What decides the embeddings besides the weights (compared by :meth:`same_as`): the kind, clip skip,
+        SDXL's empty-prompt zeros and micro-conditioning."""
+        return (self.kind, self.clip_skip, self.force_zeros, self.time_ids(1).tolist())
+
     def same_as(self, other: "PromptEncoder") -> bool:
-        """True when ``other`` computes the same embeddings (same kind, options and encoder weights)."""
+        """True when ``other`` computes the same embeddings (same :meth:`options` and encoder weights)."""
         return (self is other) or (
-            self.kind == other.kind and self.clip_skip == other.clip_skip and self.force_zeros == other.force_zeros
+            self.options() == other.options()
             and len(self.text_encoders) == len(other.text_encoders)
             and all(same_weights(a, b) for a, b in zip(self.text_encoders, other.text_encoders))
             and all(type(a) is type(b) and a.get_vocab() == b.get_vocab() for a, b in zip(self.tokenizers, other.tokenizers))
         )
 
     def time_ids(self, batch: int, image_size: Optional[tuple[int, int]] = None) -> torch.Tensor:
-        """SDXL micro-conditioning ``(orig_h, orig_w, 0, 0, target_h, target_w)`` per sample (no crop)."""
-        h, w = image_size or self.image_size
-        return torch.tensor([[h, w, 0, 0, h, w]], dtype=self.out_dtype).repeat(batch, 1)
+        """SDXL micro-conditioning per sample, as diffusers' ``add_time_ids``:
+        ``original_size + crops_coords_top_left + target_size``, the sizes defaulting to the image size."""
+        size = tuple(image_size or self.image_size)
+        ids = [*(self.original_size or size), *self.crops, *(self.target_size or size)]
+        return torch.tensor([ids], dtype=self.out_dtype).repeat(batch, 1)
 
     @torch.no_grad()
     def encode(self, prompts: Any, negatives: Any = None) -> tuple[Cond, Cond]:

@@ -182,6 +182,8 @@ class FlowTransformerDenoiser(FlowDenoiser):
             read by the ``flow`` schedule.
         image_seq_len: image tokens at the model's sample size (``mu`` of a dynamically shifted model).
         sample_shape: ``(C, H, W)`` of the latents.
+        diffusers_parity: read by :func:`tgsample.sample` (:mod:`tgsample.conventions`); the flow pipelines'
+            ``FlowMatchEulerDiscreteScheduler`` follows tgsample's own convention, so it changes nothing here.
 
     Samples are computed in float32 (``sample_dtype``) whatever the weights' dtype: the pure-noise level
     ``2**53`` of a flow schedule does not fit float16.
@@ -190,10 +192,11 @@ class FlowTransformerDenoiser(FlowDenoiser):
     sample_dtype = torch.float32
 
     def __init__(self, net: TransformerNet, flow_schedule: Any, image_seq_len: int,
-                 sample_shape: Optional[Sequence[int]] = None):
+                 sample_shape: Optional[Sequence[int]] = None, diffusers_parity: bool = False):
         super().__init__(net, t_scale=net.t_scale, sample_shape=sample_shape)
         self.flow_schedule = flow_schedule
         self.image_seq_len = int(image_seq_len)
+        self.diffusers_parity = bool(diffusers_parity)
 
     @property
     def sample_device(self) -> torch.device:

@@ -12,20 +12,10 @@ Importing this package imports nothing: the names of :mod:`.zoo` load on first u
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
 
 _ZOO = ("teacher", "student", "compact_student", "build_denoiser", "load_denoiser", "encode_labels", "NULL_CLASS",
-        "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule", "teacher_guidance", "SIGMA_DATA", "SIGMA_MIN", "SIGMA_MAX")
+        "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule", "SIGMA_DATA", "SIGMA_MIN", "SIGMA_MAX")
 
 __all__ = list(_ZOO)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ZOO:
-        return getattr(importlib.import_module(f"{__name__}.zoo"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_ZOO, "zoo"))

@@ -27,15 +27,15 @@ from ...errors import ConfigError
 from ..base import Model
 from .data import NULL_CLASS, NUM_CLASSES, SHAPE, to_unit
 from .unet import UNet, UNetConfig
-from .weights import read, weights_path  # noqa: F401
+from .weights import read, weights_path
 
 SIGMA_DATA = 0.5
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 TEACHER_CONFIG = UNetConfig(channels=32, mult=(1, 2, 2), blocks=1, emb=64)
 COMPACT_CONFIG = UNetConfig(channels=16, mult=(1, 2), blocks=1, emb=32, guidance_embedding=True)
 
-__all__ = ["teacher", "student", "compact_student", "build_denoiser", "encode_labels", "NULL_CLASS",
-           "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule", "teacher_guidance"]
+__all__ = ["teacher", "student", "compact_student", "build_denoiser", "load_denoiser", "encode_labels", "NULL_CLASS",
+           "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule"]
 
 
 def build_denoiser(config: UNetConfig) -> EDMDenoiser:
@@ -83,18 +83,18 @@ def encode_labels(labels: Sequence[Any], negatives: Optional[Sequence[Any]] = No
     return {"class_labels": ys}, {"class_labels": neg}
 
 
-def _model(name: str, file: str, defaults: dict, path: Optional[Union[str, Path]]) -> Model:
+def _model(name: str, file: str, recipes: Any, path: Optional[Union[str, Path]]) -> Model:
     den, _ = load_denoiser(path if path is not None else weights_path(file))
     return Model(name=name, denoiser=den, sample_shape=SHAPE, encode=encode_labels, decode=to_unit,
-                 defaults=dict(defaults))
+                 recipes=dict(recipes))
 
 
 def teacher(path: Optional[Union[str, Path]] = None) -> Model:
-    """The digit teacher; sample it with many steps and CFG (``defaults``: karras, 32 steps, euler, CFG 1: the conditional teacher, which scores best in FD)."""
-    return _model("digits", "digits_teacher", {
-        "schedule": "karras", "steps": 32, "solver": "euler",
-        "guidance": {"name": "cfg", "scale": 1.0},
-    }, path)
+    """The digit teacher; its recipe (:data:`~tgsample.models.digits.recipes.TEACHER`): 32 Karras steps, Euler,
+    CFG 1 (the conditional teacher, which scores best in FD)."""
+    from .recipes import TEACHER
+
+    return _model("digits", "digits_teacher", {"": TEACHER}, path)
 
 
 def student_schedule(steps: int, model: Any = None, *, sigmas: Sequence[float]) -> Tensor:
@@ -114,50 +114,19 @@ def student_schedule(steps: int, model: Any = None, *, sigmas: Sequence[float]) 
     return validate_sigmas([base[0], *mid.tolist(), 0.0])
 
 
-def _student_defaults(info: dict) -> dict:
-    w = float(info.get("w", 2.0))
-    sigmas = [float(s) for s in info.get("sigmas", [80.0, 1.0, 0.5, 0.2, 0.0])]
-    return {
-        "schedule": student_schedule,
-        "schedule_options": {"sigmas": sigmas},
-        "sigmas": sigmas,
-        "steps": len(sigmas) - 1,
-        "solver": "lcm",
-        "w": w,
-        "guidance": {"name": "distilled_cfg", "scale": w},
-        "teacher": "digits",
-        "lam": float(info.get("lam", 0.3)),
-        "renoise": "next",
-        "teacher_steps": 1,
-        "teacher_cfg": float(info.get("teacher_cfg", w)),
-    }
-
-
 def _student(name: str, file: str, path: Optional[Union[str, Path]]) -> Model:
-    den, info = load_denoiser(path if path is not None else weights_path(file))
-    return Model(name=name, denoiser=den, sample_shape=SHAPE, encode=encode_labels, decode=to_unit,
-                 defaults=_student_defaults(info))
+    from ...recipes import published
+
+    return _model(name, file, published(name), path)
 
 
 def student(path: Optional[Union[str, Path]] = None) -> Model:
-    """The full-size guided-distillation student (initialised from the teacher)."""
+    """The full-size guided-distillation student (initialised from the teacher); recipes
+    :data:`~tgsample.models.digits.recipes.DIGITS`."""
     return _student("digits", "digits_student", path)
 
 
 def compact_student(path: Optional[Union[str, Path]] = None) -> Model:
-    """The compact student (~6x fewer parameters, trained from scratch by distillation)."""
+    """The compact student (~6x fewer parameters, trained from scratch by distillation); recipes
+    :data:`~tgsample.models.digits.recipes.DIGITS_COMPACT`."""
     return _student("digits-compact", "digits_compact", path)
-
-
-def teacher_guidance(model: Model, teacher_model: Optional[Model] = None, **overrides: Any):
-    """The student's published teacher guidance: ``TeacherGuidance`` on its first step with its own
-    ``lam``, ``renoise`` and teacher CFG, around ``DistilledCFG(w)``; ``overrides`` change any option."""
-    from ...guidance import DistilledCFG, TeacherGuidance
-
-    d = model.defaults
-    if teacher_model is None:
-        teacher_model = teacher()
-    opts = {"lam": d["lam"], "steps": d["teacher_steps"], "renoise": d["renoise"], "teacher_cfg": d["teacher_cfg"],
-            "student": DistilledCFG(d["w"])}
-    opts.update(overrides)
-    return TeacherGuidance(teacher_model.denoiser, **opts)
