@@ -264,3 +264,56 @@ def test_teacher_renoise_is_the_flow_interpolation_at_the_teachers_t():
         torch.testing.assert_close(t, torch.full((2,), t_r))
         torch.testing.assert_close(x_t, (1 - t_r) * P_C + t_r * n, rtol=1e-6, atol=1e-6)
 
+
+class _SpyFlow(tgsample.FlowDenoiser):
+    """An exact flow denoiser that records the noise levels it is called at."""
+
+    def __init__(self, seen):
+        super().__init__(flow_point_mass({0: P_C}).net, t_scale=1.0)
+        self.seen = seen
+
+    def forward(self, x, sigma, **cond):
+        self.seen.append(sigma.clone())
+        return super().forward(x, sigma, **cond)
+
+
+def _uniform_ks(u):
+    """Kolmogorov-Smirnov distance of the sample ``u`` to the uniform distribution on [0, 1]."""
+    u, n = u.sort().values, len(u)
+    i = torch.arange(1, n + 1, dtype=u.dtype)
+    return float(torch.maximum(i / n - u, u - (i - 1) / n).max())
+
+
+@pytest.mark.parametrize("as_model", [False, True], ids=["denoiser", "model"])
+@pytest.mark.parametrize("renoise", ["random", "random_sigma"])
+def test_random_renoise_on_a_flow_schedule_is_uniform_in_the_teachers_t(renoise, as_model):
+    """``random`` draws the teacher's level uniformly in its time ``t = sigma / (1 + sigma)`` over the schedule's
+    positive range -- never the pure-noise level 2**53, which is ``t = 1`` --; ``random_sigma`` uniformly in sigma,
+    where a flow schedule's range ``[sigma_min, 2**53]`` puts nearly every draw at pure noise. Per sample, from the
+    ``renoise_level`` stream; the teacher may be a model (its denoiser's ``t`` is read)."""
+    from tgsample.models import Model
+
+    seen = []
+    teacher = _SpyFlow(seen)
+    if as_model:
+        teacher = Model(name="flow-teacher", denoiser=teacher, sample_shape=(3,), encode=None)
+    sigmas = FlowSchedule(shift=3.0, spacing="scheduler").sigmas(4)
+    n = 4000
+    cond, _ = _cond(n)
+    g = TeacherGuidance(teacher, lam=0.5, guided_steps=[1], renoise=renoise)
+    tgsample.sample(flow_point_mass({0: P_C}), cond, seeds=range(n), sigmas=sigmas, solver="euler", guidance=g,
+                    shape=(3,), dtype=torch.float64)
+    (sigma_r,) = seen
+    lo, hi = float(sigmas[sigmas > 0].min()), float(sigmas.max())
+    assert hi == PURE_NOISE_SIGMA and sigma_r.dtype == torch.float64
+    u = NoiseStreams(range(n), dtype=torch.float64).rand("renoise_level")  # each sample's own draw
+    t = sigma_to_t(sigma_r)
+    t_lo = float(sigma_to_t(torch.tensor(lo, dtype=torch.float64)))
+    if renoise == "random":
+        torch.testing.assert_close(t, t_lo + (1 - t_lo) * u, rtol=1e-12, atol=0)
+        assert bool((sigma_r < PURE_NOISE_SIGMA).all()) and bool((sigma_r >= lo * (1 - 1e-12)).all())
+        assert _uniform_ks((t - t_lo) / (1 - t_lo)) < 0.03  # 4000 draws: 0.03 is p < 0.001 for a uniform
+        assert float((sigma_r > 1e6).double().mean()) < 0.01  # hardly any near-pure-noise level
+    else:
+        torch.testing.assert_close(sigma_r, lo + (hi - lo) * u, rtol=1e-12, atol=0)
+        assert float((sigma_r > 1e12).double().mean()) > 0.99  # t within 1e-12 of pure noise, nearly always

@@ -192,6 +192,37 @@ def test_per_sample_noise_is_independent_of_batch_size_and_position():
     assert torch.equal(part, full[perm])
 
 
+@pytest.mark.parametrize("teacher_kind", ["table", "edm"])
+@pytest.mark.parametrize("renoise", ["random", "random_sigma"])
+def test_random_renoise_level_is_uniform_in_the_teachers_timestep(renoise, teacher_kind):
+    """``random``: each sample's ``renoise_level`` draw ``u`` is uniform in the teacher's timestep over the
+    schedule's positive range, ``t = t(lo) + (t(hi) - t(lo)) u`` on a discrete teacher's ``abar`` table (the
+    paper's random ``s``); ``random_sigma``, and ``random`` for a teacher without a timestep (EDM), uniformly in
+    sigma, ``lo + (hi - lo) u``. (Flow teachers: tests/test_flow.py.)"""
+    from diffusers import DDPMScheduler
+
+    seen = []
+    if teacher_kind == "table":
+        abar = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod
+        teacher = tgsample.DiscreteVPDenoiser(lambda x, t, **c: seen.append(t.clone()) or torch.zeros_like(x), abar)
+    else:
+        teacher = tgsample.CallableDenoiser(lambda x, sigma, **c: seen.append(sigma.clone()) or torch.zeros_like(x))
+    n = 2000
+    g = TeacherGuidance(teacher, lam=0.5, guided_steps=1, renoise=renoise)
+    tgsample.sample(gaussian(0.3, 0.8), {}, seeds=range(n), sigmas=SIGMAS, solver="euler", guidance=g, shape=(3,),
+                    dtype=torch.float64)
+    u = NoiseStreams(range(n), dtype=torch.float64).rand("renoise_level")
+    lo, hi = float(SIGMAS[SIGMAS > 0].min()), float(SIGMAS.max())
+    if teacher_kind == "table" and renoise == "random":
+        t_lo, t_hi = teacher.sigma_to_t(torch.tensor([lo, hi], dtype=torch.float64)).tolist()
+        torch.testing.assert_close(seen[0], t_lo + (t_hi - t_lo) * u, rtol=0, atol=1e-6)
+        sigma = teacher.t_to_sigma(seen[0])
+        assert abs(float(((sigma - lo) / (hi - lo)).mean()) - 0.5) > 0.1  # not uniform in sigma on SD's table
+    else:
+        sigma = teacher.t_to_sigma(seen[0]) if teacher_kind == "table" else seen[0]
+        torch.testing.assert_close(sigma, lo + (hi - lo) * u, rtol=1e-6, atol=0)
+
+
 # --- equivalence with k-diffusion's own samplers, driven by an independent CFG wrapper ---
 
 def _kdiff_cfg(D, cond, uncond, w):
@@ -244,7 +275,7 @@ def test_guided_last_step_with_next_renoise_is_a_config_error():
 @pytest.mark.parametrize("kwargs,match", [
     ({"lam": 1.5}, r"lam=1.5 is outside the allowed range \[0, 1\]"),
     ({"lam": -0.1}, r"lam=-0.1"),
-    ({"renoise": "later"}, r"renoise='later' is not one of the allowed values \['next', 'current', 'random'\]"),
+    ({"renoise": "later"}, r"renoise='later' is not one of the allowed values \['next', 'current', 'random', 'random_sigma'\]"),
     ({"noise_mode": "pink"}, r"noise_mode='pink'"),
     ({"lam": [0.1, 0.2], "guided_steps": 1}, r"lam has 2 values for 1 guided steps"),
     ({"guided_steps": [1.5]}, r"step indices must be integers"),

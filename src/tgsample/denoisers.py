@@ -13,7 +13,9 @@ coordinates, is converted here, once, at the edge (docs: Concepts, "Sigma space"
 | EDM | ``c_in x`` at ``log(sigma) / 4`` | ``c_skip x + c_out F`` |
 
 ``t(sigma)`` of a discrete-time model interpolates in log-sigma over the model's own
-``abar`` table (``alphas_cumprod``).
+``abar`` table (``alphas_cumprod``); a flow model's is exact, ``t = sigma / (1 + sigma)``. Both
+expose it as ``sigma_to_t`` / ``t_to_sigma`` (teacher guidance draws its random renoise level
+uniformly in that ``t``); only the first has a table of integer timesteps (:func:`has_table`).
 
 A denoiser takes ``sigma`` of shape ``[B]`` (one noise level per sample) and the
 conditioning as keyword tensors, batch first; an adapter ignores keys it does not use,
@@ -32,6 +34,13 @@ from . import math as M
 from .errors import ConfigError
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
+
+
+def has_table(denoiser: Any) -> bool:
+    """Whether ``denoiser`` is a discrete-time model with an ``abar`` table: its ``sigma_to_t`` /
+    ``t_to_sigma`` map to the table's timesteps ``0 .. T - 1`` (TCD's integer steps, timestep schedules).
+    A flow denoiser's ``t`` is continuous in ``[0, 1]`` and has none."""
+    return getattr(denoiser, "alphas_cumprod", None) is not None and hasattr(denoiser, "t_to_sigma")
 _ALIASES = {"eps": "epsilon", "v": "v_prediction", "x0": "sample", "epsilon": "epsilon",
             "v_prediction": "v_prediction", "sample": "sample"}
 
@@ -225,6 +234,19 @@ class FlowDenoiser(Denoiser):
     def init_noise_scale(self, sigma: Tensor) -> Tensor:
         """Flow models start from ``x_t = eps``: ``x = (1 + sigma) z``."""
         return 1 + sigma
+
+    def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """The flow time ``t = sigma / (1 + sigma)`` in ``[0, 1]``, exact (:func:`tgsample.flow.sigma_to_t`;
+        the pure-noise level ``2**53`` is ``t = 1``)."""
+        from .flow import sigma_to_t
+
+        return sigma_to_t(sigma)
+
+    def t_to_sigma(self, t: Tensor) -> Tensor:
+        """``sigma = t / (1 - t)`` (float64; ``t = 1`` is the pure-noise level ``2**53``, :func:`tgsample.flow.t_to_sigma`)."""
+        from .flow import t_to_sigma
+
+        return t_to_sigma(t)
 
     def forward(self, x: Tensor, sigma: Tensor, **cond: Any) -> Tensor:
         """``D = x_t - t v_hat``, ``v_hat = net(x_t, t * t_scale)``, ``t = sigma / (1 + sigma)``, ``x_t = x / (1 + sigma)``."""

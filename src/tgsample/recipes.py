@@ -157,7 +157,7 @@ class Recipe:
             lam: strength in ``[0, 1]``.
             steps: the *guided* steps (``guided_steps`` of :class:`~tgsample.guidance.TeacherGuidance`):
                 ``n`` for the first ``n`` steps, or a list of step indices. Guide 1--2 early steps only.
-            renoise: ``next`` / ``current`` / ``random``.
+            renoise: ``next`` / ``current`` / ``random`` (uniform in the teacher's timestep) / ``random_sigma``.
             teacher_cfg: the teacher's CFG scale.
             **options: more options of the ``teacher`` guidance (``noise_mode``, ``hybrid``).
         """

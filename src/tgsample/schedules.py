@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
+from .denoisers import has_table
 from .errors import ConfigError, ScheduleError
 
 __all__ = ["TDD_DEFAULT", "check_steps", "exponential", "karras", "lcm", "lcm_timesteps", "polyexponential",
@@ -117,7 +118,7 @@ def timesteps_to_sigmas(model: Any, timesteps: Sequence[float]) -> Tensor:
     """Sigmas of discrete timesteps through the model's own ``abar`` table, with a final 0 (float64, the
     table's precision; :func:`tgsample.sample` casts them to the sampling dtype)."""
     d = _denoiser(model)
-    if d is None or not hasattr(d, "t_to_sigma"):
+    if d is None or not has_table(d):
         raise ConfigError(
             f"a timestep schedule needs a discrete-time model with an abar table; {type(d).__name__} has none "
             f"(use karras / exponential for continuous models)"

@@ -19,6 +19,7 @@ from torch import Tensor
 from tqdm.auto import trange
 
 from . import math as M
+from .denoisers import has_table
 from .errors import ConfigError, UnsupportedGuidanceError
 from .guidance.base import Cond, Estimate, Guidance, StepContext
 from .noise import NoiseStreams
@@ -248,7 +249,7 @@ def tcd_sigma_s(denoiser: Any, sigma_next: Tensor, gamma: float) -> Tensor:
     """
     if sigma_next == 0:
         return sigma_next
-    if hasattr(denoiser, "sigma_to_t") and hasattr(denoiser, "t_to_sigma"):
+    if has_table(denoiser):
         t_next = denoiser.sigma_to_t(sigma_next.reshape(1)).round()
         s = torch.floor((1 - gamma) * t_next)
         return denoiser.t_to_sigma(s).reshape(()).to(sigma_next)
@@ -291,6 +292,6 @@ def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 
 
 
 def _table_sigma_0(denoiser: Any) -> Tensor:
-    if not hasattr(denoiser, "t_to_sigma"):
+    if not has_table(denoiser):
         raise ConfigError("TCD final='t0' needs a discrete-time model with an abar table (sigma at t = 0)")
     return denoiser.t_to_sigma(torch.tensor(0.0)).reshape(())

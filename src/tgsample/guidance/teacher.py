@@ -15,10 +15,19 @@ from .cfg import CFG, NoGuidance, check_finite, check_unit
 from .interval import check_step_indices, check_steps_exist
 from .spec import model_part, part
 
-RENOISE_SCHEDULES = ("next", "current", "random")
+RENOISE_SCHEDULES = ("next", "current", "random", "random_sigma")
 NOISE_MODES = ("random", "deterministic", "hybrid")
 
 Lam = Union[float, Sequence[float], Callable[[float], float]]
+
+
+def timestep_map(teacher: Any) -> Optional[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
+    """``(sigma_to_t, t_to_sigma)`` of a teacher (a model or its denoiser) that has a timestep: a discrete
+    model's ``abar`` table, a flow model's exact ``t = sigma / (1 + sigma)``; ``None`` otherwise (EDM)."""
+    d = getattr(teacher, "denoiser", teacher)
+    if hasattr(d, "sigma_to_t") and hasattr(d, "t_to_sigma"):
+        return d.sigma_to_t, d.t_to_sigma
+    return None
 
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
@@ -35,7 +44,9 @@ class TeacherGuidance(Guidance):
     estimate ``D_s`` (after the student's own guidance, ``student=``):
 
     1. ``sigma_r``: ``next`` = ``sigma_{i+1}`` (the paper's ``s = t - dt``), ``current`` = ``sigma_i``,
-       ``random`` = uniform over the schedule's positive range, per sample;
+       ``random`` = uniform in the teacher's **timestep** over the schedule's positive range (the paper's
+       random ``s``: on its ``abar`` table, or a flow model's ``t = sigma / (1 + sigma)``; uniform in sigma for
+       a teacher without a timestep), ``random_sigma`` = uniform in sigma over that range; both per sample;
     2. ``x_r = D_s + sigma_r * n`` with ``n`` fresh (``random``), the student's implied noise
        ``(x_i - direction) / sigma_i`` (``deterministic``), or ``c n_det + sqrt(1 - c^2) z`` (``hybrid``);
     3. ``D_T = D_teacher(x_r, sigma_r)``, with the teacher's own CFG scale ``teacher_cfg``;
@@ -48,7 +59,7 @@ class TeacherGuidance(Guidance):
         guided_steps: the guided step indices, or an int ``n`` for the first ``n`` steps (default 1).
             Guide 1--2 early steps: applied on every step, teacher guidance shrinks samples even
             with an exact teacher (docs: Guidance, "Guide the first 1–2 steps only").
-        renoise: the renoise schedule, one of ``next`` / ``current`` / ``random``.
+        renoise: the renoise schedule, one of ``next`` / ``current`` / ``random`` / ``random_sigma``.
         noise_mode: where the renoise noise comes from, one of ``random`` / ``deterministic`` / ``hybrid``
             (the draws themselves come from the run's per-sample ``renoise`` stream).
         hybrid: the weight ``c`` of the deterministic noise in ``hybrid`` mode.
@@ -110,16 +121,24 @@ class TeacherGuidance(Guidance):
 
     def renoise_sigma(self, sigma: Tensor, ctx: StepContext) -> Tensor:
         """The teacher's noise level ``sigma_r`` per sample, ``[B]``: ``sigma_{i+1}`` (``next``), ``sigma_i``
-        (``current``) or uniform over the schedule's positive sigmas (``random``, the ``renoise_level`` stream)."""
+        (``current``), or drawn per sample (the ``renoise_level`` stream) over the schedule's positive range
+        ``[lo, hi]``: uniform in the teacher's timestep ``t(lo) .. t(hi)`` (``random``, :func:`timestep_map`;
+        uniform in sigma for a teacher without one) or uniform in sigma (``random_sigma``)."""
         if self.renoise == "current":
             return sigma
         if self.renoise == "next":
             return ctx.sigma_next
         if ctx.streams is None:
-            raise ConfigError("renoise='random' needs per-sample noise streams (sample with seeds=...)")
+            raise ConfigError(f"renoise={self.renoise!r} needs per-sample noise streams (sample with seeds=...)")
         positive = ctx.sigmas[ctx.sigmas > 0]
         lo, hi = float(positive.min()), float(positive.max())
-        return (lo + (hi - lo) * ctx.streams.rand("renoise_level")).to(sigma)
+        u = ctx.streams.rand("renoise_level").double()
+        maps = timestep_map(self.teacher) if self.renoise == "random" else None
+        if maps is None:
+            return (lo + (hi - lo) * u).to(sigma)
+        to_t, to_sigma = maps
+        t_lo, t_hi = to_t(torch.tensor([lo, hi], dtype=torch.float64)).double().tolist()
+        return to_sigma(t_lo + (t_hi - t_lo) * u).to(sigma)
 
     def renoise_noise(self, x: Tensor, sigma: Tensor, est: Estimate, ctx: StepContext) -> Tensor:
         """The noise ``n`` of the renoise ``x_r = D_s + sigma_r n``, by :attr:`noise_mode`."""
