@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from .errors import ReferenceStatsError
 from .extractors import Extractor, build_extractor
 from .runs import Source, open_source, paired_ids, prompt_key
-from .stats import bootstrap_interval, holm, mean_ci, t_pvalue, wilson
+from .stats import holm, mean_ci, t_pvalue, wilson
 
 __all__ = ["evaluate", "reference_stats", "load_reference", "Reference", "Result", "EVAL_DEFAULTS"]
 
@@ -231,7 +231,8 @@ def _as_list(v: Any) -> list:
 
 
 def _name(spec: Any) -> str:
-    return spec.name if isinstance(spec, Extractor) else str(spec)
+    """The key of a network spec: a name / ``module:attr`` string, or the object's ``name`` (class name)."""
+    return spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
 
 
 def _fid_label(net: str) -> tuple[str, str]:
@@ -419,41 +420,28 @@ def _compare(metric: str, label: str, run: str, baseline: str, higher: bool, del
 
 def _fid(label: str, sources: Sequence[Source], feats: list, ref: Reference, order: list[int], base: int,
          comparisons: list, *, level: float, resamples: int, method: str, seed: int, device: Any) -> dict:
-    from .metrics import fid, gaussian_stats, paired_fid_resamples
+    from .metrics import paired_fid
 
-    point = [fid(gaussian_stats(f), (ref.mu, ref.sigma)) for f in feats]
-    boot = paired_fid_resamples(feats, ref.mu, ref.sigma, resamples=resamples, seed=seed, device=device)
-    per_run = {sources[s].name: _per_run_entry(point[s], std=float(np.std(boot[s], ddof=1))) for s in order}
-    for s in order[1:]:
-        lo, hi, p = bootstrap_interval(point[s] - point[base], boot[s] - boot[base], level, method)
-        comparisons.append(_compare("fid", label, sources[s].name, sources[base].name, False, point[s] - point[base],
-                                    lo, hi, p, f"paired bootstrap ({method}, {resamples} resamples of ids)",
-                                    len(feats[s])))
+    got = paired_fid([feats[s] for s in order], ref.mu, ref.sigma, resamples=resamples, seed=seed, level=level,
+                     method=method, device=device)
+    per_run = {sources[s].name: _per_run_entry(v, std=se) for s, v, se in zip(order, got["fid"], got["se"])}
+    for s, (delta, lo, hi, p) in zip(order[1:], got["delta"]):
+        comparisons.append(_compare("fid", label, sources[s].name, sources[base].name, False, delta, lo, hi, p,
+                                    f"paired bootstrap ({method}, {resamples} resamples of ids)", len(feats[s])))
     return {"key": "fid", "label": label, "higher_is_better": False, "per_run": per_run,
             "interval": "± bootstrap standard error"}
 
 
 def _kid(label: str, sources: Sequence[Source], feats: list, ref: Reference, order: list[int], base: int,
          comparisons: list, *, level: float, seed: int, subsets: int, subset_size: int, folds: int) -> dict:
-    from .metrics import kid
+    from .metrics import paired_kid
 
-    per_run = {}
-    for s in order:
-        m, sd, _ = kid(feats[s], ref.features, subsets=subsets, subset_size=subset_size, seed=seed)
-        per_run[sources[s].name] = _per_run_entry(m, std=sd)
-    n = len(feats[0])
-    if n >= 2 * folds:
-        perm = np.random.default_rng(seed).permutation(n)
-        parts = np.array_split(perm, folds)
-        per_fold = max(1, subsets // folds)
-        fold_kid = [[kid(feats[s][idx], ref.features, subsets=per_fold, subset_size=subset_size, seed=seed + 1 + k)[0]
-                     for k, idx in enumerate(parts)] for s in range(len(sources))]
-        for s in order[1:]:
-            diffs = np.array(fold_kid[s]) - np.array(fold_kid[base])
-            m, h = mean_ci(diffs, level)
-            comparisons.append(_compare("kid", label, sources[s].name, sources[base].name, False, m, m - h, m + h,
-                                        t_pvalue(diffs), f"paired t over {folds} disjoint folds (mean of folds)", n,
-                                        full_set=per_run[sources[s].name]["value"] - per_run[sources[base].name]["value"]))
+    got = paired_kid([feats[s] for s in order], ref.features, folds=folds, subsets=subsets, subset_size=subset_size,
+                     seed=seed, level=level)
+    per_run = {sources[s].name: _per_run_entry(m, std=sd) for s, (m, sd) in zip(order, got["kid"])}
+    for s, (m, lo, hi, p) in zip(order[1:], got["delta"]):
+        comparisons.append(_compare("kid", label, sources[s].name, sources[base].name, False, m, lo, hi, p,
+                                    f"paired t over {folds} disjoint folds (mean of folds)", len(feats[s])))
     return {"key": "kid", "label": label, "higher_is_better": False, "per_run": per_run,
             "interval": f"± std over {subsets} subsets"}
 

@@ -34,8 +34,11 @@ def fid(stats_1: tuple[np.ndarray, np.ndarray], stats_2: tuple[np.ndarray, np.nd
     """Frechet distance of two ``(mu, sigma)`` pairs (clean-fid's ``frechet_distance``)."""
     from cleanfid.fid import frechet_distance
 
+    import warnings
+
     (m1, s1), (m2, s2) = stats_1, stats_2
-    with contextlib.redirect_stdout(None):  # clean-fid prints when it regularises a singular product
+    with contextlib.redirect_stdout(None), warnings.catch_warnings():  # it prints when it regularises a product,
+        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated")  # and SciPy warns about its call
         return float(frechet_distance(np.atleast_1d(m1), np.atleast_2d(s1), np.atleast_1d(m2), np.atleast_2d(s2)))
 
 
@@ -118,3 +121,48 @@ def paired_fid_resamples(features: Sequence[np.ndarray], mu: np.ndarray, sigma: 
     counts = resample_counts(n, resamples, seed)
     boot = FrechetBootstrap(mu, sigma, device)
     return np.stack([boot.distances(f, counts) for f in features])
+
+
+def paired_fid(features: Sequence[np.ndarray], mu: np.ndarray, sigma: np.ndarray, *, resamples: int = 1000,
+               seed: int = 0, level: float = 0.95, method: str = "basic",
+               device: Optional[torch.device] = None) -> dict:
+    """FID of each feature set (row ``i`` of every set = the same image) and of each set minus set 0, paired.
+
+    Returns ``{"fid": [value per set], "se": [bootstrap standard error per set],
+    "delta": [(delta, lo, hi, p) for sets 1, 2, ...]}``: point values from clean-fid; intervals and p from the same
+    ``resamples`` bootstrap resamples of the rows for every set (:func:`tgsample.eval.stats.bootstrap_interval`).
+    """
+    from .stats import bootstrap_interval
+
+    point = [fid(gaussian_stats(f), (mu, sigma)) for f in features]
+    boot = paired_fid_resamples(features, mu, sigma, resamples=resamples, seed=seed, device=device)
+    delta = [(point[s] - point[0], *bootstrap_interval(point[s] - point[0], boot[s] - boot[0], level, method))
+             for s in range(1, len(features))]
+    return {"fid": point, "se": [float(np.std(b, ddof=1)) for b in boot], "delta": delta}
+
+
+def paired_kid(features: Sequence[np.ndarray], reference: np.ndarray, *, folds: int = 10, subsets: int = 100,
+               subset_size: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """KID of each feature set, and of each set minus set 0 over ``folds`` disjoint folds of the rows.
+
+    Returns ``{"kid": [(mean, std) per set], "delta": [(mean over folds, lo, hi, p) for sets 1, 2, ...]}``. Fold ``k``
+    of every set holds the same images and uses the same random subsets (one seed per fold), so the per-fold
+    differences are paired; KID is unbiased at any subset size, so their mean estimates the full-set difference;
+    the interval is the t-interval over folds (:func:`tgsample.eval.stats.mean_ci`). Empty ``delta`` when there are
+    fewer than two rows per fold.
+    """
+    from .stats import mean_ci, t_pvalue
+
+    per_set = [kid(f, reference, subsets=subsets, subset_size=subset_size, seed=seed)[:2] for f in features]
+    n = len(features[0])
+    delta = []
+    if n >= 2 * folds and len(features) > 1:
+        parts = np.array_split(np.random.default_rng(seed).permutation(n), folds)
+        per_fold = max(1, subsets // folds)
+        fold = [np.array([kid(f[idx], reference, subsets=per_fold, subset_size=subset_size, seed=seed + 1 + k)[0]
+                          for k, idx in enumerate(parts)]) for f in features]
+        for s in range(1, len(features)):
+            d = fold[s] - fold[0]
+            m, h = mean_ci(d, level)
+            delta.append((m, m - h, m + h, t_pvalue(d)))
+    return {"kid": per_set, "delta": delta}
