@@ -33,7 +33,7 @@ _EXPORTS = {
     "ShapeMismatchError": "tgsample.errors", "NonFiniteError": "tgsample.errors", "PluginError": "tgsample.errors",
 }
 _SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "kdiffusion", "registry",
-               "sampling", "models", "errors")
+               "sampling", "models", "errors", "eval")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
