@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import json
 import os
 from pathlib import Path
@@ -440,14 +439,6 @@ def hpsv2(weights: Optional[Union[str, Path]] = None) -> HPSv2Scorer:
 # ----------------------------------------------------------------------------- building from a spec
 
 
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def build_extractor(spec: Union[str, nn.Module, Callable], weights: Optional[Union[str, Path]] = None) -> Extractor:
     """An :class:`Extractor` from a name in :data:`EXTRACTORS`, a ``"module:attr"`` path, an ``nn.Module`` or a
     factory. ``weights`` (a local path) is passed to factories that take it."""
@@ -468,6 +459,8 @@ def build_extractor(spec: Union[str, nn.Module, Callable], weights: Optional[Uni
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"feature network {spec!r}: cannot load {target!r} ({type(exc).__name__}: {exc})") from exc
         label = spec if spec in EXTRACTORS else attr
+    from ..lightning.module import _accepts  # "does this factory take weights=?", as generation asks of teachers
+
     if not isinstance(obj, nn.Module) and callable(obj):
         obj = obj(weights=weights) if weights is not None and _accepts(obj, "weights") else obj()
     elif weights is not None:
