@@ -132,9 +132,7 @@ def _run_eval(a: argparse.Namespace, command: str) -> int:
     out = Path(a.out or "outputs/eval")
     paths = result.save(out, command, plot=not a.no_plot)
     print(result.markdown(command))
-    note = "" if a.no_plot or any(p.suffix == ".png" for p in paths) or not result.comparisons else \
-        " (no plot: matplotlib is not installed; pip install 'tgsample[eval]')"
-    print(f"wrote {', '.join(str(p) for p in paths)}{note}")
+    print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 

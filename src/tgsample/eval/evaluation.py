@@ -209,7 +209,7 @@ class Result:
         return markdown(self, command)
 
     def save(self, out: PathLike, command: str = "", plot: bool = True) -> list[Path]:
-        """Write the tables, the JSON, the per-image CSV and (when matplotlib is installed) the plot."""
+        """Write the tables, the JSON, the per-image CSV and (with comparisons) the plot."""
         from .report import save
 
         return save(self, Path(out), command, plot)

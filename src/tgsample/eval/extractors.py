@@ -379,7 +379,13 @@ class ImageRewardScorer(Extractor):
                            "ImageReward.pt and med_config.json from the THUDM/ImageReward hub repository")
         _local_file("imagereward", ckpt.parent, "med_config.json", "med_config.json from THUDM/ImageReward")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package would otherwise try the hub for med_config
-        self.model = rm.load(str(ckpt), device="cpu", download_root=str(ckpt.parent)).eval().requires_grad_(False)
+        try:
+            model = rm.load(str(ckpt), device="cpu", download_root=str(ckpt.parent))
+        except Exception as exc:  # e.g. BLIP's bert-base-uncased tokenizer not in the local Hugging Face cache
+            raise MissingWeightsError(f"imagereward: loading {str(ckpt)!r} failed ({type(exc).__name__}: {exc}); it needs "
+                                      "ImageReward.pt and med_config.json in that folder and `bert-base-uncased` in the "
+                                      "Hugging Face cache (`hf download bert-base-uncased`)") from exc
+        self.model = model.eval().requires_grad_(False)
         self.transform = ProcessorTransform(self.model.preprocess, kind="callable")
 
     def forward(self, x: Tensor, prompts: Sequence[Any]) -> dict[str, Tensor]:

@@ -1,7 +1,8 @@
 """An evaluation as a table to paste into a paper (Markdown), JSON, a per-image CSV and a forest plot.
 
-Numbers are rounded to their uncertainty: two significant digits of the interval's half-width.
-The plot needs matplotlib (``pip install 'tgsample[eval]'``); without it the other files are still written.
+Numbers are rounded to their uncertainty: two significant digits of the interval's half-width. The plot is
+drawn with PIL (matplotlib is not a dependency: with it installed, ``import lightning`` also imports pyplot
+through torchmetrics, which slows every generation process).
 """
 
 from __future__ import annotations
@@ -109,45 +110,72 @@ def markdown(result: Any, command: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _nice_ticks(lo: float, hi: float) -> list[float]:
+    """About five round tick values covering ``[lo, hi]``."""
+    span = hi - lo
+    step = 10 ** math.floor(math.log10(span / 4)) if span > 0 else 1.0
+    for m in (1, 2, 5, 10):
+        if span / (m * step) <= 5:
+            step *= m
+            break
+    first = math.ceil(lo / step) * step
+    return [first + k * step for k in range(int((hi - first) / step + 1e-9) + 1)]
+
+
 def plot(result: Any, path: Path) -> Optional[Path]:
-    """A forest plot of every paired Δ with its interval, one panel per metric; ``None`` without matplotlib
-    or without comparisons."""
+    """A forest plot (PNG, drawn with PIL): every paired Δ with its interval, one panel per metric, a line at 0;
+    green / red when Holm-significantly better / worse. ``None`` without comparisons."""
     if not result.comparisons:
         return None
-    try:
-        import matplotlib
+    from PIL import Image, ImageDraw
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     keys = [m["key"] for m in result.metrics if any(c["metric"] == m["key"] for c in result.comparisons)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 0.8, 0.5 * len(result.runs) + 1.6),
-                             squeeze=False)
-    colors = {"better": "tab:green", "worse": "tab:red", "no clear difference": "tab:gray"}
-    for ax, key in zip(axes[0], keys):
-        cs = [c for c in result.comparisons if c["metric"] == key]
-        k, unit = _scale(result.metric(key))
-        for y, c in enumerate(cs):
-            ax.errorbar([c["delta"] * k], [y], xerr=[[(c["delta"] - c["lo"]) * k], [(c["hi"] - c["delta"]) * k]],
-                        fmt="o", color=colors[c["verdict"]], capsize=3)
-        ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(range(len(cs)), [c["run"] for c in cs])
-        ax.set_ylim(-0.7, len(cs) - 0.3)
-        ax.set_title(f"Δ {cs[0]['label']}{unit} {_arrow(cs[0]['higher_is_better'])}",
-                     fontsize=9)
-        ax.tick_params(labelsize=8)
-    fig.suptitle(f"vs {result.settings['baseline']} ({int(round(result.settings['level'] * 100))} % intervals; "
-                 "green/red: Holm-significant)", fontsize=9)
-    fig.tight_layout()
+    runs = list(dict.fromkeys(c["run"] for c in result.comparisons))
+    label_w, panel_w, row_h, top, pad = 10 + 7 * max(len(r) for r in runs), 260, 28, 46, 18
+    width, height = label_w + len(keys) * (panel_w + pad) + pad, top + row_h * len(runs) + 40
+    img = Image.new("RGB", (width, height), "white")
+    g = ImageDraw.Draw(img)
+    lvl = int(round(result.settings["level"] * 100))
+    g.text((10, 6), f"difference vs {result.settings['baseline']} ({lvl} % intervals; green / red: Holm-significant "
+                    "better / worse)", fill="black")
+    colors = {"better": (0, 140, 60), "worse": (200, 30, 30), "no clear difference": (110, 110, 110)}
+    for j, r in enumerate(runs):
+        g.text((10, top + j * row_h + row_h // 2 - 5), r, fill="black")
+    for k, key in enumerate(keys):
+        cs = {c["run"]: c for c in result.comparisons if c["metric"] == key}
+        scale, unit = _scale(result.metric(key))
+        vals = [v * scale for c in cs.values() for v in (c["lo"], c["hi"], c["delta"]) if math.isfinite(v)] + [0.0]
+        lo, hi = min(vals), max(vals)
+        lo, hi = (lo - 1, hi + 1) if hi == lo else (lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo))
+        x0 = label_w + pad + k * (panel_w + pad)
+        to_x = lambda v: x0 + (v - lo) / (hi - lo) * panel_w  # noqa: E731
+        bottom = top + row_h * len(runs)
+        first = next(iter(cs.values()))
+        g.text((x0, top - 16), f"{first['label']}{unit} {'higher' if first['higher_is_better'] else 'lower'} is better",
+               fill="black")
+        g.rectangle([x0, top, x0 + panel_w, bottom], outline=(180, 180, 180))
+        g.line([(to_x(0), top), (to_x(0), bottom)], fill="black")
+        for t in _nice_ticks(lo, hi):
+            g.line([(to_x(t), bottom), (to_x(t), bottom + 4)], fill="black")
+            g.text((to_x(t) - 10, bottom + 6), f"{t:g}", fill="black")
+        for j, r in enumerate(runs):
+            c = cs.get(r)
+            if c is None:
+                continue
+            y, color = top + j * row_h + row_h // 2, colors[c["verdict"]]
+            if math.isfinite(c["lo"]) and math.isfinite(c["hi"]):
+                g.line([(to_x(c["lo"] * scale), y), (to_x(c["hi"] * scale), y)], fill=color, width=2)
+                for v in (c["lo"], c["hi"]):
+                    g.line([(to_x(v * scale), y - 4), (to_x(v * scale), y + 4)], fill=color, width=2)
+            x = to_x(c["delta"] * scale)
+            g.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    img.save(path)
     return path
 
 
 def save(result: Any, out: Path, command: str = "", with_plot: bool = True) -> list[Path]:
-    """``eval.md``, ``eval.json``, ``per_image.csv`` and (if it can) ``eval.png`` in ``out``."""
+    """``eval.md``, ``eval.json``, ``per_image.csv`` and (with comparisons) ``eval.png`` in ``out``."""
     from .evaluation import write_per_image
 
     out.mkdir(parents=True, exist_ok=True)
