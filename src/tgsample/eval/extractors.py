@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -445,6 +446,14 @@ def hpsv2(weights: Optional[Union[str, Path]] = None) -> HPSv2Scorer:
 # ----------------------------------------------------------------------------- building from a spec
 
 
+def _takes_weights(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "weights" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def build_extractor(spec: Union[str, nn.Module, Callable], weights: Optional[Union[str, Path]] = None) -> Extractor:
     """An :class:`Extractor` from a name in :data:`EXTRACTORS`, a ``"module:attr"`` path, an ``nn.Module`` or a
     factory. ``weights`` (a local path) is passed to factories that take it."""
@@ -465,10 +474,8 @@ def build_extractor(spec: Union[str, nn.Module, Callable], weights: Optional[Uni
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"feature network {spec!r}: cannot load {target!r} ({type(exc).__name__}: {exc})") from exc
         label = spec if spec in EXTRACTORS else attr
-    from ..lightning.module import _accepts  # "does this factory take weights=?", as generation asks of teachers
-
     if not isinstance(obj, nn.Module) and callable(obj):
-        obj = obj(weights=weights) if weights is not None and _accepts(obj, "weights") else obj()
+        obj = obj(weights=weights) if weights is not None and _takes_weights(obj) else obj()
     elif weights is not None:
         raise ConfigError(f"feature network {spec!r} is an instance: it takes no weights path")
     if isinstance(obj, Extractor):
