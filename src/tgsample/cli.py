@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("tgsample.lightning.cli:main", "batch generation with Lightning Trainer.predict (multi-GPU, resumable)"),
     "list": ("tgsample.listing:main", "list registered guidances, solvers, schedules, students and teachers"),
     "bench": ("tgsample.cli:bench", "benchmarks: 'tgsample bench quality' (the paper's tables in miniature)"),
+    "eval": ("tgsample.eval.cli:main", "FID / KID / CLIP score / preference scores of runs, paired comparisons with intervals"),
+    "export": ("tgsample.eval.cli:export_main", "write a run in an evaluator's layout (GenEval, T2I-CompBench, HPSv2, ...)"),
 }
 
 BENCHES: dict[str, str] = {"quality": "tgsample.bench.quality:main"}
