@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .bundle import DiffusersModel, load_model, make_teacher
+from .loading import local_status
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -73,6 +74,7 @@ def _student(name: str, defaults: dict, path: str, **fixed: Any) -> Any:
 
     factory.__name__ = name.replace("-", "_")
     factory.defaults = defaults  # type: ignore[attr-defined]  # read by the presets
+    factory.weights = lambda: local_status(path, **fixed)  # type: ignore[attr-defined]  # tgsample list --check
     factory.__doc__ = f"Student {name!r}: {defaults['note']}. Keywords: see load_model (defaults {fixed})."
     return factory
 
@@ -119,6 +121,9 @@ def sdxl(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = T
     return make_teacher("sdxl", SDXL, path=path, student=student, zero_copy=zero_copy, defaults=TEACHER_DEFAULTS,
                         **options)
 
+
+sd15.weights = lambda: local_status(SD15)  # type: ignore[attr-defined]
+sdxl.weights = lambda: local_status(SDXL)  # type: ignore[attr-defined]
 
 STUDENTS = {f.__name__.replace("_", "-"): f for f in (
     lcm_sd15, lcm_sdxl, lcm_lora_sd15, lcm_lora_sdxl, dmd2_sdxl, lightning_sdxl, lightning_lora_sdxl, turbo_sdxl,

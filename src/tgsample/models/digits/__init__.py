@@ -149,6 +149,15 @@ def compact_student(path: Optional[Union[str, Path]] = None) -> Model:
     return _student("digits-compact", "digits_compact", path)
 
 
+def _embedded(file: str) -> Any:
+    return lambda: "embedded" if weights_path(file).is_file() else f"missing: {weights_path(file)}"
+
+
+teacher.weights = _embedded("digits_teacher")  # type: ignore[attr-defined]  # tgsample list --check
+student.weights = _embedded("digits_student")  # type: ignore[attr-defined]
+compact_student.weights = _embedded("digits_compact")  # type: ignore[attr-defined]
+
+
 def teacher_guidance(model: Model, teacher_model: Optional[Model] = None, **overrides: Any):
     """The student's published teacher guidance: ``TeacherGuidance`` on its first step with its own
     ``lam``, ``renoise`` and teacher CFG, around ``DistilledCFG(w)``; ``overrides`` change any option."""
