@@ -14,27 +14,23 @@ cost of batching's speed-up (small on CPU; on GPUs set it to ``False`` for throu
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import inspect
 import json
 import time
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from .. import presets, registry
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeMismatchError, TgsampleError
 from ..sampling import resolve_guidance, resolve_sigmas, sample
 from .data import Record
+from .identity import config_hash, fingerprint, without_locations
 
 __all__ = ["GenerationModule", "config_hash", "to_uint8"]
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """First 16 hex digits of the SHA-256 of ``config`` as canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -77,15 +73,15 @@ class GenerationModule(LightningModule):
         student: students registry name.
         student_options: keyword options of the student factory.
         teacher: teachers registry name (needed by teacher guidance).
-        teacher_options: keyword options of the teacher factory (``student=`` is added when it accepts one).
-        guidance: a registry name or ``{"name": ..., **options}``; a ``teacher`` guidance gets the built teacher.
+        teacher_options: keyword options of the teacher factory (it also gets ``student=`` if it takes one).
+        guidance: a registry name or ``{"name": ..., **options}`` (teacher guidance gets the built teacher).
         solver: solvers registry name.
         solver_options: the solver's keyword options (``eta``, ``gamma``, ...).
         schedule: schedules registry name.
         schedule_options: the schedule's keyword options.
         steps: number of steps of ``schedule``.
-        sigmas: an explicit schedule instead (strictly decreasing, ending at 0).
-        batch_invariant: sample one record at a time so an image does not depend on the batch (module docs).
+        sigmas: an explicit schedule instead (decreasing, ending at 0).
+        batch_invariant: sample records one at a time: an image never depends on its batch.
     """
 
     def __init__(self, preset: Optional[str] = None, student: Optional[str] = None,
@@ -100,8 +96,8 @@ class GenerationModule(LightningModule):
             teacher_options=teacher_options, guidance=guidance, solver=solver, solver_options=solver_options,
             schedule=schedule, schedule_options=schedule_options, steps=steps, sigmas=sigmas)
         if not self.settings["student"]:
-            raise ConfigError(f"no student: set preset=... (one of {', '.join(sorted(presets.PRESETS))}) or "
-                              f"student=... (one of {', '.join(registry.names('students'))})")
+            raise ConfigError(f"no student: set preset=... (--model.preset; one of {', '.join(sorted(presets.PRESETS))}) "
+                              f"or student=... (--model.student; one of {', '.join(registry.names('students'))})")
         self._check_names()
         self.preset = preset
         self.batch_invariant = bool(batch_invariant)
@@ -121,9 +117,14 @@ class GenerationModule(LightningModule):
     # --- configuration -------------------------------------------------------------------
 
     def generation_config(self, precision: Any = None) -> dict:
-        """What decides the pixels: the settings, ``batch_invariant`` and the Trainer's precision."""
-        return {"settings": self.settings, "batch_invariant": self.batch_invariant,
-                "precision": str(precision if precision is not None else self._precision())}
+        """What decides the pixels: the settings without weight locations, once the models are built a
+        fingerprint of their weights (``weights``), ``batch_invariant`` and the Trainer's precision
+        (:mod:`tgsample.lightning.identity`)."""
+        config = {"settings": without_locations(self.settings), "batch_invariant": self.batch_invariant,
+                  "precision": str(precision if precision is not None else self._precision())}
+        if self._models is not None:
+            config["weights"] = fingerprint(*self._models)
+        return config
 
     def _precision(self) -> str:
         trainer = self._trainer
@@ -187,6 +188,41 @@ class GenerationModule(LightningModule):
             self._plans[key] = plan
         return plan
 
+    def check(self, records: Sequence[Record]) -> None:
+        """Validate every distinct setting of ``records`` without sampling, before anything is written.
+
+        For each: build its plan (:meth:`_plan`: schedule, solver, guidance), check the solver's options
+        by name, then run the plan once with every network replaced by zeros (no network is called), so
+        that what a solver or guidance checks while sampling (renoising on the last step, a stock sampler
+        with step-aware guidance, an option out of range) fails now. Also checks that the teacher's sample
+        shape is the student's. Raises a :class:`~tgsample.errors.TgsampleError` naming the first record
+        with the bad setting. Needs the models (:meth:`configure_model`).
+        """
+        student, teacher = self.student, self.teacher
+        if teacher is not None and tuple(teacher.sample_shape) != tuple(student.sample_shape):
+            raise ShapeMismatchError(f"teacher {teacher.name!r} makes samples of shape {tuple(teacher.sample_shape)} "
+                                     f"but student {student.name!r} {tuple(student.sample_shape)}; teacher "
+                                     "guidance needs the same sample shape")
+        seen: set[str] = set()
+        for record in records:
+            settings = self.record_settings(record)
+            key = json.dumps(settings, sort_keys=True, default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            where = f"record {record.id!r}" + (f" (overrides {record.overrides})" if record.overrides else "")
+            try:
+                sigmas, solver, guidance, options = self._plan(settings)
+                if isinstance(solver, str):
+                    registry.create("solvers", solver, **options)  # unknown option names, with hints
+                with _zero_networks(student, teacher):
+                    sample(student, {}, uncond={}, seeds=[0], sigmas=sigmas, solver=solver, guidance=guidance,
+                           **options)
+            except TgsampleError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            except Exception as exc:  # a setting that cannot run (a plugin's own check, a bad option value)
+                raise ConfigError(f"{where}: these settings cannot run: {type(exc).__name__}: {exc}") from None
+
     # --- generation --------------------------------------------------------------------
 
     def generate(self, records: Sequence[Record]) -> dict[str, Any]:
@@ -223,6 +259,26 @@ class GenerationModule(LightningModule):
             "x": [done[r.id][1] for r in order],
             "seconds": time.perf_counter() - start,
         }
+
+
+def _zeros(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    return torch.zeros_like(x)
+
+
+@contextlib.contextmanager
+def _zero_networks(*models: Any) -> Iterator[None]:
+    """Within the block, the models' denoisers return zeros (their ``forward`` is shadowed on the instance)."""
+    patched = []
+    for m in models:
+        d = getattr(m, "denoiser", None)
+        if isinstance(d, torch.nn.Module) and "forward" not in vars(d):
+            d.forward = _zeros
+            patched.append(d)
+    try:
+        yield
+    finally:
+        for d in patched:
+            del d.forward
 
 
 def _guidance_names(spec: Any) -> list[str]:
