@@ -80,14 +80,22 @@ def _check_id(value: Any, where: str) -> str:
     return s
 
 
+def _json_object(text: str, where: str, what: str) -> dict:
+    """``text`` parsed as a JSON object, else :class:`ConfigError` naming ``where`` and ``what``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: {what} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def _check_overrides(value: Any, where: str) -> dict:
     if value in (None, ""):
         return {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: overrides {value!r} is not valid JSON ({exc.msg})") from None
+        value = _json_object(value, where, f"overrides {value!r}")
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: overrides must be an object, got {type(value).__name__}")
     unknown = sorted(set(value) - set(OVERRIDE_KEYS))
@@ -195,13 +203,7 @@ def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
         if not line.strip():
             continue
         where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{where}: line {n} must be a JSON object, got {type(row).__name__}")
-        yield where, row
+        yield where, _json_object(line, where, f"line {n}")
 
 
 def _rows_csv(path: Path) -> Iterator[tuple[str, dict]]:

@@ -62,6 +62,10 @@ __all__ = ["GenerationWriter", "GenerationInterrupted", "write_png", "png_ok", "
 
 RUN_FILE, MANIFEST, PREVIEW, CONFIG = "run.json", "manifest.jsonl", "preview.png", "config.yaml"
 SUBDIRS = ("images", "latents", "manifest")
+#: what the refusals suggest
+FIX_NEW_DIR = "choose a new or empty --output.dir (nothing there was changed)"
+FIX_OVERWRITE = ("use another --output.dir, or --output.overwrite true to delete that run's files (only the files "
+                 "it wrote) and start again")
 #: preview tiles are scaled to this many pixels on their longer side (at least 8x up, any amount down)
 PREVIEW_TILE = (64, 256)
 
@@ -233,7 +237,7 @@ class GenerationWriter(BasePredictionWriter):
         foreign = self._foreign() if self.dir.is_dir() else []
         if foreign:
             raise self._refuse(f"files tgsample did not write ({', '.join(foreign)})",
-                               "choose a new or empty --output.dir (nothing there was changed)")
+                               FIX_NEW_DIR)
 
     def precheck(self, config: dict, records_digest: str) -> None:
         """Before the models are built (rank 0, read-only): the directory is usable, holds no files
@@ -251,8 +255,7 @@ class GenerationWriter(BasePredictionWriter):
 
     def _different_config(self, old: dict, new: dict) -> ConfigError:
         return self._refuse(f"a run with a different config (differs in {_diff(old, new)})",
-                            "use another --output.dir, or --output.overwrite true to delete that run's files "
-                            "(only the files it wrote) and start again")
+                            FIX_OVERWRITE)
 
     def _check_records(self, info: dict, digest: str) -> None:
         old = info.get("records", {}).get("hash")
@@ -304,13 +307,12 @@ class GenerationWriter(BasePredictionWriter):
             hashes = {(png_record(p) or {}).get("config_hash") for p in images.glob("*.png")} - {None}
         if not hashes:
             raise self._refuse(f"a {RUN_FILE} that is {why} and no sign of a tgsample run",
-                               "choose a new or empty --output.dir (nothing there was changed)")
+                               FIX_NEW_DIR)
         other = hashes - {self.config_hash}
         if other and not self.overwrite:
             raise self._refuse(f"a {RUN_FILE} that is {why} and images of another config (hash "
                                f"{sorted(map(str, other))[0]}, this run {self.config_hash})",
-                               "use another --output.dir, or --output.overwrite true to delete that run's files "
-                               "(only the files it wrote) and start again")
+                               FIX_OVERWRITE)
         if other:
             self._wipe(other)
         print(f"tgsample generate: note: {RUN_FILE} was {why}; rebuilding it (the run's images are of this "
