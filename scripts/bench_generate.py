@@ -81,11 +81,9 @@ def plain_loop(student: str, n: int, out: Path, batch: int, invariant: bool) -> 
     model = registry.create("students", student)
     (out / "images").mkdir(parents=True, exist_ok=True)
     records = read_records(prompt_file(n, out))
-    sigmas = torch.tensor(model.defaults["sigmas"])
-    guidance = model.defaults.get("guidance")
-    from tgsample.sampling import resolve_guidance
+    from tgsample.resolve import resolve
 
-    guidance = resolve_guidance(guidance)
+    run = resolve(model)  # the student's plain recipe, as tgsample generate resolves it
     step = 1 if invariant else batch
     with torch.inference_mode():  # what Trainer.predict uses
         for i in range(0, n, batch):
@@ -93,8 +91,7 @@ def plain_loop(student: str, n: int, out: Path, batch: int, invariant: bool) -> 
             for j in range(0, len(chunk), step):
                 group = chunk[j:j + step]
                 cond, uncond = model.encode([r.prompt for r in group], None)
-                x = sample(model, cond, uncond=uncond, seeds=[r.seed for r in group], sigmas=sigmas,
-                           solver=model.defaults["solver"], guidance=guidance)
+                x = sample(model, cond, uncond=uncond, seeds=[r.seed for r in group], run=run)
                 for r, img in zip(group, to_uint8(model.decode(x))):
                     write_png(out / "images" / f"{r.id}.png", img)
     return time.perf_counter() - t0

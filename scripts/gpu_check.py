@@ -187,21 +187,22 @@ def run_family(name: str, s_opts: dict, t_name: str, t_opts: dict, batch: int, c
     device = torch.device(common["device"])
     s = registry.create("students", name, **s_opts, **common)
     t = registry.create("teachers", t_name, student=s, **t_opts, **common)
-    d = s.defaults
+    from tgsample.resolve import resolve
+
     prompts = [f"prompt {i}" for i in range(batch)]
     cond, uncond = s.encode(prompts)
-    kw = dict(seeds=list(range(batch)), schedule=d["schedule"], steps=d["steps"], solver=d["solver"],
-              **d["schedule_options"], **d["solver_options"])
-    plain_spec, guided_spec = d["guidance"], {**d["teacher_guidance"], "teacher": t}
-    plain = timed(lambda: sample(s, cond, uncond=uncond, guidance=plain_spec, **kw), device) / d["steps"]
-    guided = timed(lambda: sample(s, cond, uncond=uncond, guidance=guided_spec, **kw), device) / d["steps"]
+    plain_run, guided_run = resolve(s), resolve(s, "++", teacher=t)  # the student's published recipes
+    steps, n_guided = len(plain_run.sigmas) - 1, len(guided_run.guidance.guided_steps)
+    kw = dict(seeds=list(range(batch)))
+    plain = timed(lambda: sample(s, cond, uncond=uncond, run=plain_run, **kw), device) / steps
+    guided = timed(lambda: sample(s, cond, uncond=uncond, run=guided_run, **kw), device) / steps
     one, two = bare_forward(s, cond, batch, device), bare_forward(s, cond, 2 * batch, device)
-    extra = (guided - plain) * d["steps"] / max(d["guided_steps"], 1)
-    row = {"student": name, "teacher": t_name, "zero_copy": t.parts.unet is s.parts.unet, "steps": d["steps"],
-           "guided_steps": d["guided_steps"], "bare_ms_B": 1e3 * one, "bare_ms_2B": 1e3 * two,
+    extra = (guided - plain) * steps / max(n_guided, 1)
+    row = {"student": name, "teacher": t_name, "zero_copy": t.parts.unet is s.parts.unet, "steps": steps,
+           "guided_steps": n_guided, "bare_ms_B": 1e3 * one, "bare_ms_2B": 1e3 * two,
            "step_ms_plain": 1e3 * plain, "step_ms_guided": 1e3 * guided,
            "extra_per_guided_step_in_bare_2B": extra / two}
-    x = sample(s, cond, uncond=uncond, guidance=guided_spec, **kw)
+    x = sample(s, cond, uncond=uncond, run=guided_run, **kw)
     row["image_shape"] = list(s.decode(x).shape)
     del s, t
     return row
@@ -217,10 +218,8 @@ def peak_memory(p: dict[str, Path], kind: str, batch: int, common: dict, zero_co
     name = "lcm-lora-sd15" if kind == "sd15" else "lightning-lora-sdxl"
     s = registry.create("students", name, path=str(p[kind]), lora=str(p[f"lora-{kind}"]), **common)
     t = registry.create("teachers", kind, student=s, zero_copy=zero_copy, path=str(p[kind]), **common)
-    d = s.defaults
     cond, uncond = s.encode([f"p{i}" for i in range(batch)])
-    sample(s, cond, uncond=uncond, seeds=list(range(batch)), schedule=d["schedule"], steps=d["steps"],
-           solver=d["solver"], guidance={**d["teacher_guidance"], "teacher": t})
+    sample(s, cond, uncond=uncond, seeds=list(range(batch)), recipe="++", teacher=t)
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() / 2**30
     del s, t

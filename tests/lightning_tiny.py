@@ -5,7 +5,8 @@ runs ``tgsample generate`` with its arguments; DDP's ``strategy="ddp"`` re-runs 
 rank 1, so the child registers them too. ``TINY_DELAY`` (seconds per network call) slows it down so a
 test can interrupt a run mid-way; it does not change any value. ``TINY_MERGE_MARKER=<file>`` (script
 only) makes the final merge create that file and then wait ``TINY_MERGE_DELAY`` seconds, so a test can
-signal a run *inside* its merge.
+signal a run *inside* its merge. Also ``tiny-file`` (a student whose weights are read from ``path``)
+and ``tiny-rgb`` (a teacher of 3-channel samples).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from torch import nn
 from tgsample import registry
 from tgsample.denoisers import EDMDenoiser
 from tgsample.models import Model
+from tgsample.recipes import Recipe
+
+PLAIN = Recipe(sigmas=(80.0, 2.0, 0.5, 0.0), solver="euler", note="tiny: 3 Euler steps, conditional")
+#: the tiny model's recipes, published in-process beside it (as a package would through tgsample.recipes)
+RECIPES = {"": PLAIN, "++": PLAIN.guided(teacher="tiny", lam=0.5, steps=1, teacher_cfg=2.0)}
 
 
 class TinyNet(nn.Module):
@@ -44,8 +50,7 @@ class TinyNet(nn.Module):
 def tiny(**_) -> Model:
     from tgsample.models.digits import encode_labels
 
-    return Model("tiny", EDMDenoiser(TinyNet(), sample_shape=(1, 8, 8)), (1, 8, 8), encode_labels,
-                 defaults={"sigmas": [80.0, 2.0, 0.5, 0.0], "solver": "euler"})
+    return Model("tiny", EDMDenoiser(TinyNet(), sample_shape=(1, 8, 8)), (1, 8, 8), encode_labels, recipes=RECIPES)
 
 
 def tiny_file(path: str, **_) -> Model:
@@ -72,10 +77,11 @@ def tiny_rgb(**_) -> Model:
     return Model("tiny-rgb", EDMDenoiser(RGB(), sample_shape=(3, 8, 8)), (3, 8, 8), encode_labels)
 
 
-for _kind, _name, _factory in (("students", "tiny", tiny), ("teachers", "tiny", tiny),
-                               ("students", "tiny-file", tiny_file), ("teachers", "tiny-rgb", tiny_rgb)):
+for _kind, _name, _obj in (("students", "tiny", tiny), ("teachers", "tiny", tiny), ("recipes", "tiny", RECIPES),
+                           ("students", "tiny-file", tiny_file), ("recipes", "tiny-file", RECIPES),
+                           ("teachers", "tiny-rgb", tiny_rgb)):
     if _name not in registry.names(_kind):
-        registry.register(_kind, _name, _factory)
+        registry.register(_kind, _name, _obj)
 
 
 def _slow_merge() -> None:

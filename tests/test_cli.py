@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import lightning_tiny  # noqa: F401  (the "tiny" models)
-from tgsample import cli, presets
+from tgsample import cli
 from tgsample.lightning import writer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,13 +47,17 @@ def test_generate_help_fits_on_two_screens_and_shows_what_generation_needs(tmp_p
     for markup in (":class:", ":mod:", ":data:", ":func:", "``", "]["):
         assert markup not in text, markup
     flat = " ".join(text.split()).replace("- ", "-")  # argparse may break a long name at its hyphen
-    assert all(name in flat for name in presets.PRESETS)
+    listed = flat.replace("[++]", ", ").replace("[++", ", ")
+    names = subprocess.run([sys.executable, "-c", "from tgsample import presets; print(*presets.names())"],
+                           capture_output=True, text=True, check=True).stdout.split()  # as installed, no test models
+    assert names and all(name.removesuffix("++") in listed for name in names)
+    assert "digits-compact[++]" in flat  # a preset and its teacher-guided variant
 
 
 # --- the default run, quiet, with a summary; its rerun ----------------------------------------
 
 def test_no_arguments_runs_the_embedded_default_quietly_and_its_rerun_is_done(tmp_path):
-    from tgsample.models import DEFAULT
+    from tgsample.models import DEFAULT_JOB as DEFAULT
 
     first = tgsample("generate", "--trainer.accelerator", "cpu", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -96,7 +100,6 @@ ERRORS = {
     "bench: unknown student": (["bench", "quality", "--students", "digitz", "--seeds", "1", "--n", "10"],
                                "unknown students name 'digitz'"),
     "list: unknown kind": (["list", "solverz"], "'solverz' is not a kind (did you mean 'solvers'?)"),
-    "list: presets": (["list", "presets"], "presets are listed by tgsample generate --help"),
     "generate: unknown preset": (["generate", "--model.preset", "digitz"], "unknown preset 'digitz'"),
     "generate: unknown option": (["generate", "--model.presett", "digits"], "unrecognized arguments"),
     "generate: num_workers": (["generate", "--model.student", "tiny", "--data.prompts", "[1]",
@@ -177,7 +180,7 @@ def test_list_into_a_closed_pipe_ends_quietly(tmp_path):
 def test_list_accepts_singular_and_plural_kinds(capsys):
     from tgsample import listing
 
-    for spelling in ("solver", "solvers", "guidances", "guidance", "Teacher"):
+    for spelling in ("solver", "solvers", "guidances", "guidance", "Teacher", "preset"):
         assert listing.main([spelling]) == 0
     out = capsys.readouterr().out
-    assert "euler" in out and "cfg" in out and "digits" in out
+    assert "euler" in out and "cfg" in out and "digits" in out and "digits-compact++" in out

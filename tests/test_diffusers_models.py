@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from tgsample import registry, sample
-from tgsample.errors import ConfigError, ShapeMismatchError, TgsampleError
+from tgsample.errors import ConfigError, ShapeMismatchError, TgsampleError, UnknownNameError
 from tgsample.models import Model
 from tgsample.models.diffusers import LoRAMismatchError, ModelNotFoundError, OfflineModelError, load_model
-from tgsample.sampling import resolve_guidance
 
 from tiny_pipelines import build_all
 
@@ -37,12 +36,11 @@ def teacher(name, **options):
 
 
 def run(s, t, prompts=("a red cube", "a cat"), seeds=(1, 2), **overrides):
-    """Sample ``s`` with its published settings and teacher guidance by ``t``; returns (latents, images)."""
-    d = s.defaults
-    spec = {**d["teacher_guidance"], "teacher": t, **overrides}
+    """Sample ``s`` with its published teacher-guided recipe (``++``), teacher ``t``; returns (latents, images)."""
+    guided = s.recipes["++"]
+    recipe = guided.replace(guidance={**guided.guidance, **overrides})
     cond, uncond = s.encode(list(prompts), None)
-    x = sample(s, cond, uncond=uncond, seeds=list(seeds), schedule=d["schedule"], steps=d["steps"],
-               solver=d["solver"], guidance=spec, **d["schedule_options"], **d["solver_options"])
+    x = sample(s, cond, uncond=uncond, seeds=list(seeds), recipe=recipe, teacher=t)
     return x, s.decode(x)
 
 
@@ -200,11 +198,8 @@ def test_student_family_with_teacher_guidance(tiny, name):
     assert torch.equal(x3[0], x[0]) and not torch.equal(x3[1], x[1])  # per-sample seeds
     x0, _ = run(s, t, lam=0.0)
     assert not torch.equal(x0, x)  # the teacher changes the result at lam > 0
-    plain_spec = s.defaults["guidance"]
     cond, uncond = s.encode(["a red cube", "a cat"])
-    d = s.defaults
-    plain = sample(s, cond, uncond=uncond, seeds=[1, 2], schedule=d["schedule"], steps=d["steps"], solver=d["solver"],
-                   guidance=resolve_guidance(plain_spec), **d["schedule_options"], **d["solver_options"])
+    plain = sample(s, cond, uncond=uncond, seeds=[1, 2])  # the plain recipe, completely
     assert torch.equal(plain, x0)  # lam = 0 is the plain student, bit for bit
 
 
@@ -292,18 +287,28 @@ def test_errors_are_tgsample_errors():
         teacher("sd15", path="/nonexistent", dtype="float8")
 
 
-def test_presets_name_registered_models():
+def test_presets_are_the_students_recipes():
     from tgsample import presets
+    from tgsample.recipes import published
 
-    for name in ("lcm-sd15", "lcm-lora-sd15", "dmd2-sdxl", "lightning-sdxl", "turbo-sdxl"):
-        plain, guided = presets.get(name), presets.get(name + "++")
-        assert plain["student"] in registry.names("students") and guided["teacher"] in registry.names("teachers")
-        assert plain["teacher"] is None and guided["guidance"]["name"] == "teacher"
-    assert presets.get("lcm-sd15++")["guidance"] == {"name": "teacher", "lam": 0.01, "steps": 1, "renoise": "next",
-                                                      "teacher_cfg": 8.0,
-                                                      "student": {"name": "distilled_cfg", "scale": 8.0}}
-    assert presets.get("lcm-sd15++")["steps"] == 8
-    assert presets.get("dmd2-sdxl++")["guidance"]["steps"] == 2
+    names = presets.names()
+    for student in registry.names("students"):
+        if student not in registry.names("recipes"):
+            continue  # an in-process test student without recipes
+        for variant, recipe in published(student).items():
+            p = presets.get(student + variant)
+            assert (p.student, p.variant, p.recipe) == (student, variant, recipe)
+            assert student + variant in names
+    assert "tdd-sd15" in names and "tdd-sd15++" in names  # falls out of deriving presets
+    assert presets.get("lcm-sd15++").recipe.guidance == {
+        "name": "teacher", "lam": 0.01, "guided_steps": 1, "renoise": "next", "teacher_cfg": 8.0,
+        "student": {"name": "distilled_cfg", "scale": 8.0}}
+    assert presets.get("lcm-sd15++").recipe.steps == 8 and presets.get("lcm-sd15").recipe.steps == 8
+    assert presets.get("dmd2-sdxl++").recipe.guidance["guided_steps"] == 2
+    assert presets.get("turbo-sdxl++").recipe.teacher_options == {"height": 512, "width": 512}
+    assert presets.get("digits-compact").student == "digits-compact"  # the longest student name wins
+    with pytest.raises(UnknownNameError, match="did you mean 'lcm-sd15'"):
+        presets.get("lcm-sd16")
 
 
 def test_offloaded_teacher_and_bf16_student(tiny):

@@ -12,16 +12,15 @@ import torch
 import tgsample
 from tgsample import registry
 from tgsample.errors import ConfigError
-from tgsample.guidance import DistilledCFG, NoGuidance
 from tgsample.models import Model
-from tgsample.models.digits import student_schedule, teacher_guidance
+from tgsample.models.digits import student_schedule
 from tgsample.models.digits.classifier import frechet_distance, load_classifier
 from tgsample.models.digits.data import load
 from tgsample.models.digits.weights import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Measured with the shipped weights (digits-compact, its defaults, classes balanced):
+# Measured with the shipped weights (digits-compact, its recipes, classes balanced):
 #   seeds 0..199: 0.990 alone, 0.990 teacher-guided; seeds 0..999: 0.980 / 0.982;
 #   seeds 5000..5999: 0.970 / 0.976; the 10 x 1000 benchmark: see docs/results.md.
 # At n = 200 the binomial sd is ~0.011, so 0.93 sits ~4 sd below the measured ~0.975: room for
@@ -61,11 +60,12 @@ def test_shipped_weights_are_small_and_load_through_the_registry(models):
     assert count(models["digits"]) > count(models["teacher"])  # teacher's architecture + a w embedding
     assert count(models["teacher"]) >= 4 * count(models["digits-compact"])
     for name in ("digits", "digits-compact"):
-        d = models[name].defaults
-        assert d["teacher"] == "digits" and d["renoise"] == "next" and d["solver"] in ("lcm", "euler")
-        assert d["steps"] == len(d["sigmas"]) - 1 == 4
+        plain, guided = models[name].recipes[""], models[name].recipes["++"]
+        assert guided.teacher == "digits" and guided.guidance["renoise"] == "next" and plain.solver == "lcm"
+        assert len(plain.sigmas) - 1 == 4
         # the step after the guided first step stays at a small sigma (not renoised back up)
-        assert d["sigmas"][1] < 5.0
+        assert plain.sigmas[1] < 5.0
+    assert models["teacher"].recipes[""].steps == 32
 
 
 def test_encode_labels_and_bad_labels(models):
@@ -93,21 +93,20 @@ def _acc(x, y, clf):
 
 def test_default_student_generates_recognisable_digits(models, clf):
     m = models["digits-compact"]
-    d = m.defaults
     labels = [i % 10 for i in range(200)]
     cond, uncond = m.encode(labels, None)
     y = cond["class_labels"]
-    x = tgsample.sample(m, cond, uncond=uncond, seeds=range(200), solver=d["solver"], guidance=DistilledCFG(d["w"]))
+    x = tgsample.sample(m, cond, uncond=uncond, seeds=range(200))  # no options: the plain recipe, completely
     assert x.shape == (200, 1, 8, 8) and torch.isfinite(x).all()
     acc = _acc(x, y, clf)
     assert acc >= ACC_COMPACT_MIN, acc
-    g = tgsample.sample(m, cond, uncond=uncond, seeds=range(200), solver=d["solver"],
-                        guidance=teacher_guidance(m, models["teacher"]))
+    g = tgsample.sample(m, cond, uncond=uncond, seeds=range(200), recipe="++", teacher=models["teacher"])
     assert _acc(g, y, clf) >= ACC_TEACHER_GUIDED_MIN
     assert not torch.equal(g, x)  # the teacher changed something
     # lam = 0 reproduces the plain student bit for bit (separate noise streams)
-    z = tgsample.sample(m, cond, uncond=uncond, seeds=range(200), solver=d["solver"],
-                        guidance=teacher_guidance(m, models["teacher"], lam=0.0))
+    guided = m.recipes["++"]
+    z = tgsample.sample(m, cond, uncond=uncond, seeds=range(200), teacher=models["teacher"],
+                        recipe=guided.replace(guidance={**guided.guidance, "lam": 0.0}))
     assert torch.equal(z, x)
     # wrong labels are recognised far less often: the accuracy measures conditioning, not only quality
     assert _acc(x, (y + 1) % 10, clf) < 0.2
@@ -137,7 +136,7 @@ def test_training_scripts_smoke(tmp_path, script, args, file, capsys):
         load_classifier(path)
     elif file == "digits_compact":
         m = registry.create("students", "digits-compact", path=path)
-        assert m.defaults["steps"] == 4
+        assert m.recipes == registry.create("students", "digits-compact").recipes  # published, not per file
     else:
         assert registry.create("teachers", "digits", path=path).denoiser.sigma_data == 0.5
 
@@ -166,7 +165,7 @@ def test_bench_quality_smoke(tmp_path, capsys):
     runs = res["students"]["digits-compact"]["results"]
     assert len(runs["plain"]) == 2 and {"FD", "acc", "time"} <= set(runs["plain"][0])
     # the sweep value equal to the default (digits-compact: lam 0.5) is the default guided run
-    assert res["students"]["digits-compact"]["defaults"]["lam"] == 0.5
+    assert res["students"]["digits-compact"]["published"]["lam"] == 0.5
     assert [r["FD"] for r in runs["lam0.5"]] == [r["FD"] for r in runs["tg"]]
     assert [r["FD"] for r in runs["lam1"]] != [r["FD"] for r in runs["tg"]]
     md = (tmp_path / "quality.md").read_text()

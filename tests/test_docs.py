@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 import traceback
 from pathlib import Path
@@ -66,7 +67,11 @@ def test_code_blocks_are_found():
 def test_page_examples_run(page: Path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     torch.set_num_threads(1)
-    namespace: dict = {"__name__": f"docs.{page.stem}"}
+    import types
+
+    module = types.ModuleType(f"docs.{page.stem}")  # a real module, so a page can define dataclasses
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace: dict = module.__dict__
     ran = 0
     for line, lang, code, reason in code_blocks(page.read_text()):
         if lang not in ("python", "py"):

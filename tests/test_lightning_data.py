@@ -83,16 +83,17 @@ def test_shard_is_strided_exactly_once():
 
 
 def test_presets():
-    assert {"digits", "digits++", "digits-compact", "digits-compact++"} <= set(presets.PRESETS)
-    for name, p in presets.PRESETS.items():
-        assert set(p) <= set(presets.KEYS), name
-    s = presets.resolve("digits++", steps=None, solver="euler")
+    """Presets are the students' published recipes; explicit settings override them field by field."""
+    from tgsample.lightning.module import GenerationModule
+
+    assert {"digits", "digits++", "digits-compact", "digits-compact++"} <= set(presets.names())
+    s = GenerationModule(preset="digits++", solver="euler").settings
     assert s["solver"] == "euler" and s["teacher"] == "digits" and s["guidance"]["name"] == "teacher"
-    assert presets.resolve("digits", schedule="karras", steps=3)["sigmas"] is None  # a schedule replaces sigmas
+    assert GenerationModule(preset="digits", schedule="karras", steps=3).settings["sigmas"] is None  # a schedule replaces sigmas
     s["guidance"]["lam"] = 1.0
-    assert presets.PRESETS["digits++"]["guidance"]["lam"] != 1.0  # resolve() copies
+    assert presets.get("digits++").recipe.guidance["lam"] != 1.0  # settings are copies
     with pytest.raises(UnknownNameError, match=r"unknown preset 'digit\+\+'; did you mean .*Available presets: digits"):
-        presets.resolve("digit++")
+        presets.get("digit++")
 
 
 def test_a_non_utf8_prompt_file_names_the_file_and_line(tmp_path):

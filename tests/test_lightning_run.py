@@ -66,33 +66,38 @@ def test_two_jobs_starting_together_cannot_both_claim_a_directory(tmp_path):
 
 # --- 13.3 / 16: everything validated before the first file; a fixed rerun just works ---------------
 
-BAD = {
-    "lam -1": ["--model.teacher", "tiny", "--model.guidance", '{"name": "teacher", "lam": -1}'],
-    "lam 2": ["--model.teacher", "tiny", "--model.guidance", '{"name": "teacher", "lam": 2}'],
-    "lam nan": ["--model.teacher", "tiny", "--model.guidance", '{"name": "teacher", "lam": .nan}'],
-    "guidance without a name": ["--model.guidance", '{"scale": 2}'],
-    "unknown guidance option": ["--model.guidance", '{"name": "cfg", "scael": 2}'],
-    "renoise next on the last step": ["--model.teacher", "tiny", "--model.guidance",
-                                      '{"name": "teacher", "lam": 0.3, "steps": [2], "renoise": "next"}'],
-    "stock sampler with teacher guidance": ["--model.teacher", "tiny", "--model.solver", "k_euler",
-                                            "--model.guidance", '{"name": "teacher", "lam": 0.3}'],
-    "steps 0": ["--model.schedule", "karras", "--model.steps", "0"],
-    "sigmas not decreasing": ["--model.sigmas", "[1.0, 2.0, 0.0]"],
-    "sigmas not ending at 0": ["--model.sigmas", "[3.0, 1.0]"],
-    "sigma_min > sigma_max": ["--model.schedule", "karras", "--model.steps", "3",
-                              "--model.schedule_options", '{"sigma_min": 10, "sigma_max": 1}'],
-    "solver option typo": ["--model.solver", "tcd", "--model.solver_options", '{"gama": 0.3}'],
-    "solver option out of range": ["--model.solver", "tcd", "--model.solver_options", '{"gamma": 5}'],
-    "teacher with 3 channels": ["--model.teacher", "tiny-rgb", "--model.guidance", '{"name": "teacher", "lam": 0.3}'],
+BAD = {  # name: (arguments, what the one-line error must say)
+    "lam -1": (["--model.teacher", "tiny", "--model.guidance", '{"name": "teacher", "lam": -1}'], "lam=-1.0 is outside"),
+    "lam 2": (["--model.teacher", "tiny", "--model.guidance", '{"name": "teacher", "lam": 2}'], "lam=2.0 is outside"),
+    "lam nan": (["--model.teacher", "tiny", "--model.guidance", '{"name": "teacher", "lam": .nan}'], "lam=nan is outside"),
+    "guidance without a name": (["--model.guidance", '{"scale": 2}'], "needs a 'name'"),
+    "unknown guidance option": (["--model.guidance", '{"name": "cfg", "scael": 2}'], "did you mean 'scale'"),
+    "renoise next on the last step": (["--model.teacher", "tiny", "--model.guidance",
+                                       '{"name": "teacher", "lam": 0.3, "guided_steps": [2], "renoise": "next"}'],
+                                      "last step"),
+    "stock sampler with teacher guidance": (["--model.teacher", "tiny", "--model.solver", "k_euler",
+                                             "--model.guidance", '{"name": "teacher", "lam": 0.3}'],
+                                            "solver 'k_euler' cannot run TeacherGuidance"),
+    "steps 0": (["--model.schedule", "karras", "--model.steps", "0"], "steps=0 must be a positive integer"),
+    "sigmas not decreasing": (["--model.sigmas", "[1.0, 2.0, 0.0]"], "not strictly decreasing"),
+    "sigmas not ending at 0": (["--model.sigmas", "[3.0, 1.0]"], "must end at sigma 0"),
+    "sigma_min > sigma_max": (["--model.schedule", "karras", "--model.steps", "3",
+                               "--model.schedule_options", '{"sigma_min": 10, "sigma_max": 1}'], "sigma_min < sigma_max"),
+    "solver option typo": (["--model.solver", "tcd", "--model.solver_options", '{"gama": 0.3}'], "did you mean 'gamma'"),
+    "solver option out of range": (["--model.solver", "tcd", "--model.solver_options", '{"gamma": 5}'],
+                                   "gamma=5 is outside the allowed range"),
+    "teacher with 3 channels": (["--model.teacher", "tiny-rgb", "--model.guidance", '{"name": "teacher", "lam": 0.3}'],
+                                "teacher 'tiny-rgb' makes samples of shape (3, 8, 8)"),
 }
 
 
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_settings_fail_before_any_file_exists(tmp_path, capsys, name):
     out = tmp_path / "out"
-    assert run(out, *BAD[name]) == 2
+    args, expected = BAD[name]
+    assert run(out, *args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("tgsample generate: error: "), err
+    assert len(err.splitlines()) == 1 and err.startswith("tgsample generate: error: ") and expected in err, err
     assert not out.exists()  # nothing written: the corrected command needs no --output.overwrite
     assert run(out) == 0 and len(images(out)) == 3
 

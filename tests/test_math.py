@@ -97,8 +97,19 @@ def test_ancestral_split(sigma, frac, eta):
     s_next = s * frac
     down, up = M.ancestral_split(s, s_next, eta)
     assert torch.allclose(down**2 + up**2, s_next**2, rtol=1e-9, atol=1e-12)
-    assert 0 <= float(down) <= float(s_next) * (1 + 1e-12)
-    assert float(up) >= 0
+    assert 0 <= float(down) <= float(s_next) and 0 <= float(up) <= float(s_next)  # exactly, no slack
+
+
+@pytest.mark.parametrize("sigma,sigma_next,eta", [
+    (1.0, 6.004e-159, 6.004e-159),  # squares of these are subnormal: the naive form gave sigma_down > sigma_next
+    (1.0, 1e-300, 1.0), (1e-300, 5e-301, 2.0), (80.0, 0.0, 1.0), (2.0, 2.0, 1.0),
+])
+def test_ancestral_split_at_extreme_values(sigma, sigma_next, eta):
+    s, s_next = torch.tensor(sigma, dtype=torch.float64), torch.tensor(sigma_next, dtype=torch.float64)
+    down, up = M.ancestral_split(s, s_next, eta)
+    assert 0 <= float(down) <= float(s_next) and 0 <= float(up) <= float(s_next)
+    if sigma_next > 0:  # the identity, scaled so that it does not underflow
+        assert torch.allclose((down / s_next) ** 2 + (up / s_next) ** 2, torch.ones((), dtype=torch.float64), rtol=1e-12)
 
 
 def test_ancestral_split_eta_zero_is_deterministic():

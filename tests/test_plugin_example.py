@@ -87,7 +87,11 @@ def test_generate_cli_samples_with_the_plugin_guidance_solver_and_schedule(tmp_p
                "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.devices", "1"])
     assert rc == 0
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert [r["config"]["guidance"] for r in records] == [spec] * 3
+    from tgsample_apg.guidance import APG
+
+    full = APG(scale=3.0, eta=0.0, momentum=-0.5).to_spec()  # the manifest records every parameter
+    assert full == {"name": "apg", "scale": 3.0, "eta": 0.0, "norm_threshold": 0.0, "momentum": -0.5}
+    assert [r["config"]["guidance"] for r in records] == [full] * 3
     assert {r["config"]["solver"] for r in records} == {"heun"} and {r["config"]["schedule"] for r in records} == {"cosine"}
     cli = torch.stack([load_file(str(out / r["latent"]))["x"] for r in records])
 

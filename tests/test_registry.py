@@ -215,6 +215,7 @@ def test_two_distributions_with_the_same_name_are_ambiguous(site):
     assert len(twins) == 2 and not any(e.active for e in twins)
     assert all("ambiguous" in e.conflict and "tgsample-twin-a" in e.conflict and "tgsample-twin-b" in e.conflict
                for e in twins)
+    assert all(e.ambiguous for e in twins)  # state, not a sentence to parse
     assert a not in sys.modules and b not in sys.modules
 
 
@@ -271,6 +272,43 @@ def test_register_as_decorator_and_conformance():
     with pytest.raises(PluginError, match="not callable"):
         registry.register("solvers", "oops", 42)
     assert "oops" not in registry.names("solvers")
+
+
+# --- kinds ----------------------------------------------------------------------------------
+
+
+def test_every_kind_is_a_spec_supplied_by_the_kind():
+    """Discovery, precedence, isolation and caching are shared; each kind says what it accepts and how it builds."""
+    assert set(registry.KINDS) == {"guidance", "solvers", "schedules", "students", "teachers", "recipes"}
+    for kind in registry.KINDS:
+        spec = registry.kind_spec(kind)
+        assert spec.name == kind and spec.expects
+    assert registry.kind_spec("recipes").build == "as_is" and registry.kind_spec("solvers").build == "bind"
+    with pytest.raises(PluginError, match=r"'bad' = x:y.*dict mapping variant suffixes"):
+        registry.kind_spec("recipes").check(["not", "a", "dict"], "recipes 'bad' = x:y")
+    with pytest.raises(ConfigError, match="takes no options"):
+        registry.create("recipes", "digits", extra=1)
+
+
+def test_a_new_kind_gets_discovery_conflicts_and_listing_for_free():
+    code = textwrap.dedent("""
+        from tgsample import registry
+        from tgsample.errors import PluginError
+        def conform(obj, label):
+            if not isinstance(obj, int):
+                raise PluginError(f"{label} is not an int")
+        registry.register_kind(registry.Kind("widgets", "an int", conform=conform, build="as_is"))
+        registry.register("widgets", "three", 3)
+        try:
+            registry.register("widgets", "bad", "x")
+        except PluginError as exc:
+            print("refused:", exc)
+        print(registry.get("widgets", "three"), registry.names("widgets"), registry.group("widgets"))
+        print([(e.name, e.kind) for e in registry.entries("widgets")])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "refused: widgets 'bad'" in out and "is not an int" in out
+    assert "3 ['three'] tgsample.widgets" in out and "[('three', 'widgets')]" in out
 
 
 # --- lookup ---------------------------------------------------------------------------------

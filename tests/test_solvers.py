@@ -15,6 +15,7 @@ from analytic import gaussian, gaussian_flow_map, mixture, point_mass, rational_
 OWN = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2s_ancestral", "lcm", "tcd"]
 SIGMAS = torch.tensor([14.6, 4.3, 1.6, 0.72, 0.0])
 P_C, P_U = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([-1.0, 0.0, 3.0])
+P_T = torch.tensor([2.5, 1.0, -1.5])  # the teacher's point: not the student's, so the interpolation shows
 
 
 def _cond(b):
@@ -32,9 +33,12 @@ GUIDANCES = {
     "none": (lambda: NoGuidance(), P_C),
     "cfg": (lambda: CFG(3.0), P_U + 3.0 * (P_C - P_U)),
     "cfgpp": (lambda: CFGPP(0.4), P_U + 0.4 * (P_C - P_U)),
-    "teacher": (lambda: TeacherGuidance(point_mass({0: P_C, -1: P_U}), lam=0.7, steps=2), P_C),
-    "teacher_cfgpp": (lambda: TeacherGuidance(point_mass({0: P_C, -1: P_U}), lam=0.5, steps=[0, 2],
-                                              noise="hybrid", student=CFGPP(1.0)), P_C),
+    # the last step is guided (renoise "current": sigma_r > 0 there), so the output is D_new = (1 - lam) D_s + lam D_T
+    "teacher": (lambda: TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.7, guided_steps=[0, 3],
+                                        renoise="current"), P_C + 0.7 * (P_T - P_C)),
+    "teacher_cfgpp": (lambda: TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.5, guided_steps=[0, 3],
+                                              renoise="current", noise_mode="hybrid", teacher_cfg=2.0,
+                                              student=CFGPP(1.0)), 0.5 * P_C + 0.5 * (P_U + 2.0 * (P_T - P_U))),
     "interval_cfg": (lambda: Interval(CFG(2.0), sigma_lo=0.0, sigma_hi=100.0), P_U + 2.0 * (P_C - P_U)),
 }
 
@@ -55,11 +59,11 @@ def test_point_mass_stock_samplers(sampler, name):
     assert torch.allclose(x, target.expand_as(x), atol=1e-4), (sampler, name, x[0], target)
 
 
-@pytest.mark.parametrize("guidance", [CFGPP(0.5), "teacher_like", Interval(CFG(2.0), steps=[0])])
+@pytest.mark.parametrize("guidance", [CFGPP(0.5), "teacher_like", Interval(CFG(2.0), guided_steps=[0])])
 def test_stock_samplers_refuse_what_they_cannot_honour(guidance):
     if guidance == "teacher_like":
-        guidance = TeacherGuidance(point_mass({0: P_C, -1: P_U}), lam=0.2)
-    with pytest.raises(tgsample.UnsupportedGuidanceError, match="k-diffusion's sample_heun cannot run"):
+        guidance = TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.2)
+    with pytest.raises(tgsample.UnsupportedGuidanceError, match="solver 'k_heun' cannot run"):
         _point_run("k_heun", guidance)
 
 
@@ -98,7 +102,7 @@ def test_gaussian_mixture_occupancy_with_exact_start_and_teacher_on_first_step()
     x0 = means[comp] + s * torch.randn(n, generator=g)
     x_start = (x0 + sigma_max * torch.randn(n, generator=g)).reshape(n, 1)
     se = math.sqrt(0.3 * 0.7 / n)
-    for guidance in (None, TeacherGuidance(D, lam=1.0, steps=1, renoise="next")):
+    for guidance in (None, TeacherGuidance(D, lam=1.0, guided_steps=1, renoise="next")):
         model = tgsample.GuidedModel(D, guidance or NoGuidance(), {}, None, sigmas, NoiseStreams(range(n)))
         from tgsample.solvers import sample_dpmpp_2m
 
@@ -148,10 +152,10 @@ def test_teacher_lam_zero_is_the_plain_student_bit_for_bit(solver, renoise, nois
     student, teacher = tiny_denoiser(0), tiny_denoiser(1)
     cond = {"label": torch.tensor([0, 1, 2])}
     plain = tgsample.sample(student, cond, seeds=[3, 4, 5], sigmas=SIGMAS, solver=solver)
-    g = TeacherGuidance(teacher, lam=0.0, steps=2, renoise=renoise, noise=noise)
+    g = TeacherGuidance(teacher, lam=0.0, guided_steps=2, renoise=renoise, noise_mode=noise)
     guided = tgsample.sample(student, cond, seeds=[3, 4, 5], sigmas=SIGMAS, solver=solver, guidance=g)
     assert torch.equal(plain, guided)
-    g1 = TeacherGuidance(teacher, lam=0.3, steps=2, renoise=renoise, noise=noise)
+    g1 = TeacherGuidance(teacher, lam=0.3, guided_steps=2, renoise=renoise, noise_mode=noise)
     assert not torch.equal(plain, tgsample.sample(student, cond, seeds=[3, 4, 5], sigmas=SIGMAS, solver=solver, guidance=g1))
 
 
@@ -164,7 +168,7 @@ def test_exact_teacher_with_current_deterministic_renoise_returns_the_student():
         return D(x, sigma)
 
     teacher = tgsample.CallableDenoiser(spy)
-    g = TeacherGuidance(teacher, lam=1.0, steps=1, renoise="current", noise="deterministic")
+    g = TeacherGuidance(teacher, lam=1.0, guided_steps=1, renoise="current", noise_mode="deterministic")
     model = tgsample.GuidedModel(D, g, {}, None, SIGMAS, NoiseStreams([0, 1]))
     x = torch.randn(2, 3) * SIGMAS[0]
     est = model(x, SIGMAS[0], 0)
@@ -177,7 +181,7 @@ def test_per_sample_noise_is_independent_of_batch_size_and_position():
     D = rational_denoiser(0)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     seeds = [11, 12, 13, 14, 15, 16, 17, 18]
-    g = TeacherGuidance(rational_denoiser(1), lam=0.4, steps=2, renoise="random", noise="random")
+    g = TeacherGuidance(rational_denoiser(1), lam=0.4, guided_steps=2, renoise="random", noise_mode="random")
     full = tgsample.sample(D, {"label": labels}, seeds=seeds, sigmas=SIGMAS, solver="euler_ancestral", guidance=g)
     for i in (0, 3, 7):
         one = tgsample.sample(D, {"label": labels[i:i + 1]}, seeds=[seeds[i]], sigmas=SIGMAS, solver="euler_ancestral", guidance=g)
@@ -232,7 +236,7 @@ def test_teacher_with_another_sample_shape_is_a_typed_error():
 
 def test_guided_last_step_with_next_renoise_is_a_config_error():
     D = gaussian(0.0, 1.0)
-    g = TeacherGuidance(D, lam=0.1, steps=[3])  # the last step: sigma_next = 0
+    g = TeacherGuidance(D, lam=0.1, guided_steps=[3])  # the last step: sigma_next = 0
     with pytest.raises(tgsample.ConfigError, match="sigma_r=0"):
         tgsample.sample(D, seeds=[0], sigmas=SIGMAS, shape=(2,), guidance=g)
 
@@ -241,8 +245,10 @@ def test_guided_last_step_with_next_renoise_is_a_config_error():
     ({"lam": 1.5}, r"lam=1.5 is outside the allowed range \[0, 1\]"),
     ({"lam": -0.1}, r"lam=-0.1"),
     ({"renoise": "later"}, r"renoise='later' is not one of the allowed values \['next', 'current', 'random'\]"),
-    ({"noise": "pink"}, r"noise='pink'"),
-    ({"lam": [0.1, 0.2], "steps": 1}, r"lam has 2 values for 1 guided steps"),
+    ({"noise_mode": "pink"}, r"noise_mode='pink'"),
+    ({"lam": [0.1, 0.2], "guided_steps": 1}, r"lam has 2 values for 1 guided steps"),
+    ({"guided_steps": [1.5]}, r"step indices must be integers"),
+    ({"teacher_cfg": float("inf")}, r"teacher_cfg=inf must be a finite number"),
 ])
 def test_teacher_guidance_bad_parameters(kwargs, match):
     with pytest.raises(tgsample.ConfigError, match=match):
@@ -258,9 +264,9 @@ def test_lam_as_function_of_sigma_and_per_step():
     D = tiny_denoiser(0)
     T = tiny_denoiser(1)
     cond = {"label": torch.tensor([0, 1])}
-    a = tgsample.sample(D, cond, seeds=[1, 2], sigmas=SIGMAS, guidance=TeacherGuidance(T, lam=lambda s: 0.2, steps=2))
-    b = tgsample.sample(D, cond, seeds=[1, 2], sigmas=SIGMAS, guidance=TeacherGuidance(T, lam=[0.2, 0.2], steps=2))
-    c = tgsample.sample(D, cond, seeds=[1, 2], sigmas=SIGMAS, guidance=TeacherGuidance(T, lam=0.2, steps=2))
+    a = tgsample.sample(D, cond, seeds=[1, 2], sigmas=SIGMAS, guidance=TeacherGuidance(T, lam=lambda s: 0.2, guided_steps=2))
+    b = tgsample.sample(D, cond, seeds=[1, 2], sigmas=SIGMAS, guidance=TeacherGuidance(T, lam=[0.2, 0.2], guided_steps=2))
+    c = tgsample.sample(D, cond, seeds=[1, 2], sigmas=SIGMAS, guidance=TeacherGuidance(T, lam=0.2, guided_steps=2))
     assert torch.equal(a, b) and torch.equal(b, c)
     with pytest.raises(tgsample.ConfigError, match=r"lam\(14.6\)=3.0 is outside"):
         tgsample.sample(D, cond, seeds=[1, 2], sigmas=SIGMAS, guidance=TeacherGuidance(T, lam=lambda s: 3.0))
@@ -278,7 +284,9 @@ def test_unknown_solver_and_schedule_names():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-schedules = st.lists(st.floats(min_value=0.05, max_value=80.0), min_size=1, max_size=6, unique=True).map(
+# width=32: values distinct as float32, the dtype the schedule is sampled in (float64-distinct values
+# such as 0.05 and 0.05000000000000001 collapse there and make an invalid, non-decreasing schedule)
+schedules = st.lists(st.floats(min_value=0.0625, max_value=80.0, width=32), min_size=1, max_size=6, unique=True).map(
     lambda v: torch.tensor(sorted(v, reverse=True) + [0.0]))
 
 
@@ -287,13 +295,13 @@ schedules = st.lists(st.floats(min_value=0.05, max_value=80.0), min_size=1, max_
 def test_point_mass_lands_on_the_point_for_any_schedule(sigmas, solver, name):
     make, target = GUIDANCES[name]
     guidance = make()
-    renoise = "next" if len(sigmas) > 2 else "current"  # a 1-step schedule has no sigma_{i+1} > 0
-    if name == "teacher_cfgpp" and len(sigmas) <= 4:  # step 2 must not be the last step
-        guidance = TeacherGuidance(point_mass({0: P_C, -1: P_U}), lam=0.5, steps=[0], noise="hybrid",
-                                   renoise=renoise, student=CFGPP(1.0))
-    if name == "teacher":
-        guidance = TeacherGuidance(point_mass({0: P_C, -1: P_U}), lam=0.7, steps=max(1, min(2, len(sigmas) - 2)),
-                                   renoise=renoise)
+    last = len(sigmas) - 2
+    if name == "teacher":  # the first and the last step guided, whatever the schedule's length
+        guidance = TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.7, guided_steps=sorted({0, last}),
+                                   renoise="current")
+    if name == "teacher_cfgpp":
+        guidance = TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.5, guided_steps=sorted({0, last}),
+                                   renoise="current", noise_mode="hybrid", teacher_cfg=2.0, student=CFGPP(1.0))
     D = point_mass({0: P_C, -1: P_U})
     cond, uncond = _cond(2)
     x = tgsample.sample(D, cond, uncond=uncond, seeds=[0, 1], sigmas=sigmas, solver=solver, guidance=guidance, shape=(3,))
@@ -304,7 +312,7 @@ def test_point_mass_lands_on_the_point_for_any_schedule(sigmas, solver, name):
 @given(seeds=st.lists(st.integers(0, 2**40), min_size=2, max_size=6, unique=True), data=st.data())
 def test_each_sample_depends_only_on_its_seed(seeds, data):
     D = rational_denoiser(0)
-    g = TeacherGuidance(rational_denoiser(1), lam=0.5, steps=1, renoise="random", noise="hybrid")
+    g = TeacherGuidance(rational_denoiser(1), lam=0.5, guided_steps=1, renoise="random", noise_mode="hybrid")
     labels = torch.tensor([s % 4 for s in seeds])
     full = tgsample.sample(D, {"label": labels}, seeds=seeds, sigmas=SIGMAS, solver="dpmpp_2s_ancestral", guidance=g)
     idx = data.draw(st.permutations(range(len(seeds))))[: data.draw(st.integers(1, len(seeds)))]

@@ -25,6 +25,8 @@ _EXPORTS = {
     "Denoiser": "tgsample.denoisers", "CallableDenoiser": "tgsample.denoisers",
     "DiscreteVPDenoiser": "tgsample.denoisers", "FlowDenoiser": "tgsample.denoisers",
     "EDMDenoiser": "tgsample.denoisers", "Model": "tgsample.models",
+    # recipes (torch-free)
+    "Recipe": "tgsample.recipes",
     # randomness, schedules
     "NoiseStreams": "tgsample.noise", "validate_sigmas": "tgsample.schedules",
     # errors
@@ -33,7 +35,7 @@ _EXPORTS = {
     "ShapeMismatchError": "tgsample.errors", "NonFiniteError": "tgsample.errors", "PluginError": "tgsample.errors",
 }
 _SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "kdiffusion", "registry",
-               "sampling", "models", "errors")
+               "sampling", "models", "errors", "recipes", "resolve")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

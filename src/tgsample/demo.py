@@ -1,9 +1,9 @@
 """``tgsample demo``: conditional digits from a shipped student, alone and with teacher guidance.
 
-Each class 0-9 is drawn ``--per-class`` times; the left panel is the student alone
-(``DistilledCFG(w)``, its own schedule and solver), the right panel the same seeds with the
-teacher correcting the first step (``TeacherGuidance``, ``lam``, renoise ``next``). Digits are
-upscaled (nearest) so the 8x8 images are viewable. Writes ``<out>/demo_<student>.png``.
+Each class 0-9 is drawn ``--per-class`` times; the left panel is the student's plain recipe
+(``""``: its own schedule, solver and distilled guidance scale), the right panel the same seeds with
+its teacher-guided recipe (``"++"``: the teacher corrects the first step). Digits are upscaled
+(nearest) so the 8x8 images are viewable. Writes ``<out>/demo_<student>.png``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = ArgumentParser(prog="tgsample demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (default: outputs/demo)")
     p.add_argument("--student", default="digits-compact", help="registered student (default: digits-compact)")
-    p.add_argument("--teacher", default="digits", help="registered teacher (default: digits)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the student's own)")
+    p.add_argument("--teacher", default=None, help="registered teacher (default: the recipe's, digits)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: the recipe's; others on the student's own sigma range)")
     p.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed + k")
     p.add_argument("--lam", type=float, default=None, help="teacher-guidance strength in [0, 1] (default: the student's)")
     p.add_argument("--per-class", type=int, default=8, help="samples per digit (default: 8)")
@@ -59,8 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from . import registry
     from .errors import ConfigError
-    from .guidance import DistilledCFG
-    from .models.digits import teacher_guidance
+    from .resolve import resolve
     from .sampling import sample
 
     if a.per_class < 1 or a.scale < 1:
@@ -68,25 +68,35 @@ def main(argv: Optional[list[str]] = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)  # an unusable output folder fails before any sampling
     torch.set_num_threads(min(2, torch.get_num_threads()))
     student = registry.create("students", a.student)
-    teacher = registry.create("teachers", a.teacher)
-    d = student.defaults
     labels = [c for c in range(10) for _ in range(a.per_class)]
     cond, uncond = student.encode(labels, None)
     seeds = [a.seed + k for k in range(a.per_class)] * 10  # the same noise in every row
-    steps = a.steps if a.steps is not None else d.get("steps", 4)
-    lam = d.get("lam", 0.3) if a.lam is None else a.lam
-    runs = {"student": DistilledCFG(d.get("w", 1.0)),
-            "student + teacher": teacher_guidance(student, teacher, lam=lam)}
+    guided = student.recipes["++"]
+    if a.lam is not None:
+        guided = guided.replace(guidance={**guided.guidance, "lam": a.lam})
+    explicit: dict = {}
+    own = student.recipes[""].sigmas
+    if a.steps is not None and own is not None:  # the student's own sigma range, another number of steps
+        from .models.digits import student_schedule
+
+        explicit["sigmas"] = student_schedule(a.steps, sigmas=own)
+    elif a.steps is not None:
+        explicit["steps"] = a.steps
+    runs = {"student": resolve(student, "", **explicit),
+            "student + teacher": resolve(student, guided, teacher=a.teacher, **explicit)}
+    steps = len(runs["student"].sigmas) - 1
     panels = {}
     with tqdm(total=len(runs) * steps, desc="demo", unit="step") as bar:
-        for name, guidance in runs.items():
-            x = sample(student, cond, uncond=uncond, seeds=seeds, steps=steps, solver=d.get("solver", "lcm"),
-                       guidance=guidance, callback=lambda _: bar.update(1))
+        for name, run in runs.items():
+            x = sample(student, cond, uncond=uncond, seeds=seeds, run=run, callback=lambda _: bar.update(1))
             panels[name] = grid(student.decode(x), 10, a.per_class, a.scale)
     path = a.out / f"demo_{student.name}.png"
     Image.fromarray(side_by_side(panels["student"], panels["student + teacher"])).save(path)
-    print(f"wrote {path}: rows = digits 0-9, left = {student.name} alone ({steps} steps, w={d.get('w')}), "
-          f"right = same seeds with teacher guidance (lam={lam}, renoise={d.get('renoise')}, first step) "
+    plain, tg = runs["student"], runs["student + teacher"].guidance
+    own = plain.guidance.to_spec()
+    print(f"wrote {path}: rows = digits 0-9, left = {student.name} alone (recipe '': {steps} steps, "
+          f"{plain.solver_name}, {own['name']} {own.get('scale', '')}), right = same seeds, recipe '++' (teacher "
+          f"guidance lam={tg.lam}, renoise={tg.renoise}, guided steps {list(tg.guided_steps)}) "
           f"[{time.perf_counter() - T0:.1f} s]")
     return 0
 

@@ -6,7 +6,9 @@ evaluates at ``sigma_hat``, off the schedule). So it can run any guidance whose
 ``direction`` equals its ``denoised`` and which needs no step index (none, CFG, a
 sigma interval of CFG, plugins that declare the same); a guidance that needs a split
 direction or the step (CFG++, teacher guidance, step intervals) is refused with
-:class:`~tgsample.errors.UnsupportedGuidanceError` -- never guessed from the call count.
+:class:`~tgsample.errors.UnsupportedGuidanceError` before sampling starts -- never guessed from the
+call count. These solvers declare that they provide neither capability
+(:func:`tgsample.solvers.provides`), which is what the check reads.
 
 ``dpm_fast`` / ``dpm_adaptive`` integrate from ``sigmas[0]`` to the smallest positive sigma
 (``dpm_fast`` in ``len(sigmas) - 2`` steps), then take one denoising step to 0.
@@ -17,12 +19,12 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from torch import Tensor
 
-from .errors import UnsupportedGuidanceError
-from .solvers import GuidedModel
+if TYPE_CHECKING:
+    from .solvers import GuidedModel
 
 STOCK = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive",
          "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde")
@@ -38,20 +40,7 @@ def k_sampling() -> Any:
     return k_diffusion.sampling
 
 
-def check_stock_compatible(guidance: Any, sampler: str) -> None:
-    """Raise :class:`UnsupportedGuidanceError` if a stock sampler cannot honour ``guidance``."""
-    needs = [what for what, flag in (("the step number / sigma_next", "needs_step"),
-                                     ("a direction distinct from denoised", "splits_direction"))
-             if getattr(guidance, flag, False)]
-    if needs:
-        raise UnsupportedGuidanceError(
-            f"k-diffusion's sample_{sampler} cannot run {guidance!r}: it needs {' and '.join(needs)}, which a stock "
-            f"sampler does not provide. Use one of tgsample's own solvers (euler, euler_ancestral, dpmpp_2m, "
-            f"dpmpp_2s_ancestral, lcm, tcd) or a guidance without these needs (none, cfg, interval of cfg)."
-        )
-
-
-def as_kdiffusion_model(model: GuidedModel) -> Callable[..., Tensor]:
+def as_kdiffusion_model(model: "GuidedModel") -> Callable[..., Tensor]:
     """``model(x, sigma) -> denoised``, the k-diffusion calling convention (no step number)."""
 
     def denoiser(x: Tensor, sigma: Tensor, **_: Any) -> Tensor:
@@ -61,10 +50,9 @@ def as_kdiffusion_model(model: GuidedModel) -> Callable[..., Tensor]:
 
 
 def _stock(name: str) -> Callable[..., Tensor]:
-    def solver(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Optional[Callable] = None,
+    def solver(model: "GuidedModel", x: Tensor, sigmas: Tensor, *, callback: Optional[Callable] = None,
                disable: Optional[bool] = None, **options: Any) -> Tensor:
         K = k_sampling()
-        check_stock_compatible(model.guidance, name)
         fn = getattr(K, f"sample_{name}")
         kmodel = as_kdiffusion_model(model)
         if "noise_sampler" in inspect.signature(fn).parameters and "noise_sampler" not in options:
@@ -80,9 +68,10 @@ def _stock(name: str) -> Callable[..., Tensor]:
             return kmodel(x, sigmas[sigmas > 0][-1])
         return fn(kmodel, x, sigmas, callback=callback, disable=disable, **options)
 
+    solver.provides = frozenset()  # type: ignore[attr-defined]  # neither the step index nor a split direction
     solver.__name__ = solver.__qualname__ = f"k_{name}"
-    solver.__doc__ = (f"k-diffusion's ``sample_{name}`` run through tgsample's guidance (refuses guidances that "
-                      f"need the step number or a split direction).")
+    solver.__doc__ = (f"k-diffusion's ``sample_{name}`` run through tgsample's guidance (guidances that need the "
+                      f"step number or a split direction are refused before sampling).")
     return solver
 
 

@@ -1,11 +1,13 @@
 """``tgsample list [KIND] [--check] [--json] [--pattern P]``: everything the registry knows.
 
 Without ``--check`` it reads installed metadata only (no plugin is imported, no torch).
+``tgsample list presets`` lists the presets derived from the students' recipes (it imports the
+torch-free recipe modules, nothing else).
 ``--check`` loads each registration and reports its status (``loaded`` or ``failed: <reason>``, the same
 words in the table and in ``--json``) and, for students and teachers, whether their weights are
 available without the network (``embedded``, ``local``, ``missing: <hub id or path>``); the exit
 status is then 1 if an active registration fails or a name is ambiguous. A kind may be given
-singular or plural (``solver``, ``solvers``).
+singular or plural (``solver``, ``solvers``, ``preset``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Optional, Sequence
 from . import registry
 from .cli import ArgumentParser
 
+PRESETS = "presets"
+
 
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
@@ -26,7 +30,9 @@ def parser() -> argparse.ArgumentParser:
         description="List registered guidances, solvers, schedules, students and teachers "
         "(built-ins and installed plugins, from the tgsample.* entry-point groups).",
     )
-    p.add_argument("kind", nargs="?", type=kind, help=f"only this kind: {', '.join(registry.KINDS)} (default: all)")
+    p.add_argument("kind", nargs="?", type=kind,
+                   help=f"only this kind: {', '.join((*registry.KINDS, PRESETS))} (default: all registry kinds); "
+                        "'presets': the presets derived from the recipes")
     p.add_argument("--check", action="store_true",
                    help="import each entry point and report loaded / failed, and whether model weights are local")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
@@ -35,21 +41,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def kind(text: str) -> str:
-    """A registry kind from its singular or plural spelling (``solver`` -> ``solvers``, ``guidances`` ->
-    ``guidance``); anything else is refused with the kinds and the closest one."""
-    forms = {k: k for k in registry.KINDS}
-    forms.update({k.rstrip("s"): k for k in registry.KINDS})
-    forms.update({k.rstrip("s") + "s": k for k in registry.KINDS})
+    """A kind from its singular or plural spelling (``solver`` -> ``solvers``, ``guidances`` -> ``guidance``,
+    ``preset`` -> ``presets``); anything else is refused with the kinds and the closest one."""
+    forms = {k: k for k in (*registry.KINDS, PRESETS)}
+    forms.update({k.rstrip("s"): k for k in (*registry.KINDS, PRESETS)})
+    forms.update({k.rstrip("s") + "s": k for k in (*registry.KINDS, PRESETS)})
     if text.lower() in forms:
         return forms[text.lower()]
     import difflib
 
-    if text.lower() in ("preset", "presets"):
-        hint = " (presets are listed by tgsample generate --help, under --model.preset)"
-    else:
-        close = difflib.get_close_matches(text.lower(), forms, n=1, cutoff=0.6)
-        hint = f" (did you mean {forms[close[0]]!r}?)" if close else ""
-    raise argparse.ArgumentTypeError(f"{text!r} is not a kind{hint}; kinds: {', '.join(registry.KINDS)}")
+    close = difflib.get_close_matches(text.lower(), forms, n=1, cutoff=0.6)
+    hint = f" (did you mean {forms[close[0]]!r}?)" if close else ""
+    raise argparse.ArgumentTypeError(f"{text!r} is not a kind{hint}; kinds: {', '.join((*registry.KINDS, PRESETS))}")
 
 
 def status_text(e: registry.Entry) -> str:
@@ -100,9 +103,34 @@ def render(entries: Sequence[registry.Entry], check: bool) -> str:
     return table(rows, header)
 
 
+def preset_entries(pattern: str = "*") -> list[registry.Entry]:
+    """The presets as listing records: ``value`` says which student and recipe; the note is the recipe's."""
+    from . import presets
+
+    dists = {e.name: e for e in registry.entries("recipes") if e.active}
+    out = []
+    for p in presets.table().values():
+        if fnmatch.fnmatchcase(p.name, pattern):
+            src = dists.get(p.student)
+            out.append(registry.Entry(p.name, PRESETS, f"student {p.student}, recipe {p.variant!r}",
+                                      src.dist if src else "?", src.version if src else "?", bool(src and src.builtin),
+                                      True, "loaded", conflict=None))
+    return out
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of ``tgsample list``; returns the exit status."""
     args = parser().parse_args(argv)
+    if args.kind == PRESETS:
+        found = preset_entries(args.pattern)
+        if args.json:
+            from . import presets
+
+            table = presets.table()
+            print(json.dumps([{**e.as_dict(), **table[e.name].as_dict()} for e in found], indent=2))
+        else:
+            print(render(found, False) if found else "(no presets)")
+        return 0
     if args.check:
         found = registry.check(args.kind, args.pattern)
     else:
@@ -115,7 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"note: third-party plugins disabled by {registry.DISABLE_ENV}", file=sys.stderr)
         print(render(found, args.check) if found else "(nothing registered)")
     failed = [e for e in found if e.active and e.status == "failed"]
-    ambiguous = [e for e in found if e.conflict and e.conflict.startswith("ambiguous")]
+    ambiguous = [e for e in found if e.ambiguous]
     if failed or ambiguous:
         print(f"{len(failed)} failed, {len({(e.kind, e.name) for e in ambiguous})} ambiguous", file=sys.stderr)
     return 1 if args.check and (failed or ambiguous) else 0

@@ -77,15 +77,18 @@ def ancestral_split(sigma: Scalar, sigma_next: Scalar, eta: float = 1.0) -> tupl
     ``sigma_up = min(sigma_next, eta * sqrt(sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2))``,
     ``sigma_down = sqrt(sigma_next^2 - sigma_up^2)``; so ``sigma_down^2 + sigma_up^2 = sigma_next^2``
     and ``0 <= sigma_down <= sigma_next``. ``eta = 0`` is deterministic.
+
+    Computed as ``sigma_next`` times factors in ``[0, 1]`` (``f = min(1, eta sqrt(1 - (sigma_next/sigma)^2))``,
+    ``sigma_up = sigma_next f``, ``sigma_down = sigma_next sqrt(1 - f^2)``), so no square of a tiny sigma
+    underflows to a subnormal and ``sigma_down <= sigma_next`` holds exactly in floating point.
     """
     sigma = torch.as_tensor(sigma)
     sigma_next = torch.as_tensor(sigma_next, dtype=sigma.dtype, device=sigma.device)
     if not eta:
         return sigma_next.clone(), torch.zeros_like(sigma_next)
-    var = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2).clamp(min=0.0)
-    sigma_up = torch.minimum(sigma_next, eta * var.sqrt())
-    sigma_down = (sigma_next**2 - sigma_up**2).clamp(min=0.0).sqrt()
-    return sigma_down, sigma_up
+    ratio = sigma_next / sigma
+    f = (eta * (1 - ratio**2).clamp(min=0.0).sqrt()).clamp(max=1.0)
+    return sigma_next * (1 - f**2).clamp(min=0.0).sqrt(), sigma_next * f
 
 
 # --- parameterisations ---------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Named components from installed packages: guidances, solvers, schedules, students, teachers.
+"""Named components from installed packages: guidances, solvers, schedules, students, teachers, recipes.
 
 Every kind is an entry-point group ``tgsample.<kind>``. tgsample's own ``pyproject.toml``
 declares the built-ins there, so a built-in and a third-party plugin are found the same way::
@@ -21,6 +21,10 @@ Rules (see ``docs/plugins.md``):
 * **Typo-friendly.** An unknown name raises :class:`~tgsample.errors.UnknownNameError` listing
   what is available and the closest names.
 * ``TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD=1`` reads only tgsample's own entry points.
+* **Kind-agnostic.** Discovery, precedence, isolation and caching are the same for every kind; what a
+  registration of a kind must be, and how :func:`create` builds from it, is that kind's
+  :class:`Kind` (a conformance check and a builder supplied by the kind's own module, imported on
+  first load only). :func:`register_kind` adds a kind.
 """
 
 from __future__ import annotations
@@ -32,20 +36,131 @@ import os
 import threading
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 from .errors import ConfigError, PluginError, UnknownNameError
 
-KINDS: tuple[str, ...] = ("guidance", "solvers", "schedules", "students", "teachers")
 GROUP_PREFIX = "tgsample."
 BUILTIN_DIST = "tgsample"
 DISABLE_ENV = "TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD"
 IN_PROCESS = "<in-process>"
 
 __all__ = [
-    "KINDS", "DISABLE_ENV", "Entry", "PluginConflictWarning", "autoload_disabled", "check", "create", "entries",
-    "get", "group", "names", "refresh", "register", "unregister",
+    "KINDS", "DISABLE_ENV", "Entry", "Kind", "PluginConflictWarning", "Site", "autoload_disabled", "check",
+    "check_create", "check_options", "create", "entries", "get", "group", "kind_spec", "name_of", "names", "refresh",
+    "register", "register_kind", "unregister",
 ]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the registrations of one kind must be, and how :func:`create` builds from one.
+
+    Supplied by the kind: ``conform`` and ``build`` may be ``"module:function"`` references into the
+    kind's own module, imported only when a registration is loaded (discovery and listing stay light).
+
+    Attributes:
+        name: the kind; its entry-point group is ``tgsample.<name>``.
+        expects: what a registration is, in words (error messages, ``tgsample list``).
+        conform: ``conform(obj, label)`` raises :class:`~tgsample.errors.PluginError` (naming ``label``) for a
+            registration that does not conform; ``None``: it must be callable.
+        build: how :func:`create` builds from a registration: ``"bind"`` (a function, options bound with
+            ``functools.partial``), ``"call"`` (a factory called with the options), ``"as_is"`` (taken as is,
+            no options), or ``build(obj, options, site) -> product`` (a :class:`Site` for messages and
+            option checks).
+        product: ``"module:Class"``: what a ``"call"`` build must return (checked, else PluginError).
+    """
+
+    name: str
+    expects: str
+    conform: Union[None, str, Callable[[Any, str], None]] = None
+    build: Union[str, Callable[..., Any]] = "call"
+    product: Optional[str] = None
+
+    def check(self, obj: Any, label: str) -> None:
+        """Raise :class:`PluginError` unless ``obj`` may be registered under this kind."""
+        if self.conform is None:
+            if not callable(obj):
+                raise PluginError(f"{label} is an object of type {type(obj).__name__}, which is not callable; "
+                                  f"expected {self.expects}")
+            return
+        _ref(self.conform)(obj, label)
+
+    def make(self, obj: Any, options: dict, site: "Site") -> Any:
+        """Build the product of registration ``obj`` with ``options``."""
+        if self.build == "as_is":
+            if options:
+                raise ConfigError(f"{site.kind} {site.name!r} takes no options (got {sorted(options)})")
+            return obj
+        if self.build == "bind":
+            if not options:
+                return obj
+            check_options(obj, options, site)
+            return functools.partial(obj, **options)
+        if self.build == "call":
+            check_options(obj, options, site)
+            product = obj(**options)
+            if self.product is not None and not isinstance(product, _ref(self.product)):
+                raise PluginError(f"{site.label} produced an object of type {type(product).__name__}; expected "
+                                  f"{self.expects}")
+            return product
+        return _ref(self.build)(obj, options, site)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a registration comes from, for builders' messages: ``kind``, ``name``, ``value`` and a ``label``."""
+
+    kind: str
+    name: str
+    value: str
+    label: str
+
+
+def _ref(target: Any) -> Any:
+    """A ``"module:attr"`` reference, imported; anything else as is."""
+    if not isinstance(target, str):
+        return target
+    import importlib
+
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+_MODEL = "a factory returning a tgsample.models.Model"
+_KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("guidance", "a tgsample.guidance.Guidance class, a factory returning one, or a Guidance instance",
+         conform="tgsample.guidance.spec:conform", build="tgsample.guidance.spec:create"),
+    Kind("solvers", "a solver function solver(model, x, sigmas, **options) -> x", build="bind"),
+    Kind("schedules", "a schedule function schedule(steps, model=None, **options) -> sigmas", build="bind"),
+    Kind("students", _MODEL, build="call", product="tgsample.models.base:Model"),
+    Kind("teachers", _MODEL, build="call", product="tgsample.models.base:Model"),
+    Kind("recipes", "a dict of variant suffix -> tgsample.recipes.Recipe (e.g. '' and '++')",
+         conform="tgsample.recipes:conform", build="as_is"),
+)}
+#: the registry kinds (each an entry-point group ``tgsample.<kind>``).
+KINDS: tuple[str, ...] = tuple(_KINDS)
+
+
+def kind_spec(kind: str) -> Kind:
+    """The :class:`Kind` of ``kind`` (:class:`UnknownNameError` for an unknown kind)."""
+    return _KINDS[check_kind(kind)]
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Add a registry kind (its entry-point group is ``tgsample.<kind.name>``); returns it."""
+    global KINDS
+    with _lock:
+        if kind.name in _KINDS and _KINDS[kind.name] != kind:
+            raise ConfigError(f"registry kind {kind.name!r} already exists")
+        _KINDS[kind.name] = kind
+        KINDS = tuple(_KINDS)
+        _state.local.setdefault(kind.name, {})
+        _state.discovered = {}
+    return kind
 
 
 class PluginConflictWarning(UserWarning):
@@ -77,7 +192,8 @@ class Entry:
         active: :func:`get` ``(kind, name)`` resolves to this registration.
         status: ``"unloaded"``, ``"loaded"`` or ``"failed"``.
         error: why loading failed (``None`` unless failed).
-        conflict: who else registers the name and what happens (``None`` if nobody).
+        conflict: who else registers the name and what happens, in words (``None`` if nobody).
+        ambiguous: more than one plugin registers the name and no built-in owns it (using it is an error).
     """
 
     name: str
@@ -90,6 +206,7 @@ class Entry:
     status: str
     error: Optional[str] = None
     conflict: Optional[str] = None
+    ambiguous: bool = False
 
     def as_dict(self) -> dict:
         """The entry as a plain dict (what ``tgsample list --json`` prints)."""
@@ -121,7 +238,7 @@ class _Source:
 @dataclass
 class _State:
     discovered: dict[str, dict[str, list[_Source]]] = field(default_factory=dict)
-    local: dict[str, dict[str, _Source]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    local: dict[str, dict[str, _Source]] = field(default_factory=lambda: {k: {} for k in _KINDS})
     warned: set = field(default_factory=set)
     builtin_found: bool = True
 
@@ -286,7 +403,7 @@ def _load(src: _Source) -> Any:
             src.error.__cause__ = exc
             raise src.error from exc
         try:
-            _conform(src.kind, obj, src.label())
+            _KINDS[src.kind].check(obj, src.label())
         except PluginError as exc:
             src.error = exc
             raise
@@ -294,63 +411,9 @@ def _load(src: _Source) -> Any:
         return obj
 
 
-def _is_guidance_class(obj: Any) -> bool:
-    return isinstance(obj, type) and any("__call__" in vars(k) for k in obj.__mro__[:-1])
-
-
-def _conform(kind: str, obj: Any, label: str) -> None:
-    """Check what a registration must be (raises :class:`PluginError` naming it)."""
-    import inspect
-    if kind == "guidance":
-        if inspect.isclass(obj):
-            if not _is_guidance_class(obj):
-                raise PluginError(
-                    f"{label} is the class {obj.__qualname__}, whose instances are not callable; a guidance "
-                    "class must define __call__(model, x, sigma, ctx) -> Estimate (tgsample.guidance.Guidance)"
-                )
-            return
-        if _is_guidance_instance(obj) or callable(obj):
-            return
-        raise PluginError(
-            f"{label} is an object of type {type(obj).__name__}, not a guidance: register a tgsample.guidance.Guidance "
-            "class, a factory returning one, or a Guidance instance"
-        )
-    if not callable(obj):
-        what = {"solvers": "a solver function solver(model, x, sigmas, **options) -> x",
-                "schedules": "a schedule function schedule(steps, model=None, **options) -> sigmas",
-                "students": "a factory returning a tgsample.models.Model",
-                "teachers": "a factory returning a tgsample.models.Model"}[kind]
-        raise PluginError(f"{label} is an object of type {type(obj).__name__}, which is not callable; expected {what}")
-
-
-def _is_guidance_instance(obj: Any) -> bool:
-    if isinstance(obj, type) or not all(hasattr(obj, a) for a in ("needs_step", "splits_direction", "__call__")):
-        return False
-    from .guidance import Guidance  # torch; only when checking a guidance
-
-    return isinstance(obj, Guidance)
-
-
-def _check_product(kind: str, name: str, product: Any, src: _Source) -> Any:
-    if kind == "guidance":
-        if not _is_guidance_instance(product):
-            raise PluginError(
-                f"{src.label()} produced an object of type {type(product).__name__}, which does not conform to "
-                "tgsample.guidance.Guidance (callable with needs_step and splits_direction attributes)"
-            )
-    elif kind in ("students", "teachers"):
-        from .models.base import Model
-
-        if not isinstance(product, Model):
-            raise PluginError(
-                f"{src.label()} produced an object of type {type(product).__name__}; a {kind[:-1]} factory must return "
-                "a tgsample.models.Model"
-            )
-    return product
-
-
-def _bind_options(kind: str, name: str, fn: Callable, options: dict, src: _Source) -> None:
-    """Refuse options ``fn`` does not accept, with the accepted ones and the closest names."""
+def check_options(fn: Callable, options: dict, site: Site) -> None:
+    """Refuse options ``fn`` does not accept (:class:`ConfigError` naming them, the accepted ones and the
+    closest names); a function with ``**kwargs`` accepts anything."""
     import inspect
     try:
         sig = inspect.signature(fn)
@@ -366,7 +429,7 @@ def _bind_options(kind: str, name: str, fn: Callable, options: dict, src: _Sourc
         hints = {u: difflib.get_close_matches(u, accepted, n=1, cutoff=0.6) for u in unknown}
         said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
         raise ConfigError(
-            f"{kind} {name!r} ({src.value}) does not accept option(s) {said}; "
+            f"{site.kind} {site.name!r} ({site.value}) does not accept option(s) {said}; "
             f"its options are: {', '.join(accepted) or '(none)'}"
         )
 
@@ -412,7 +475,7 @@ def register(kind: str, name: str, obj: Any = None, *, override: bool = False) -
     def add(target: Any) -> Any:
         value = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__name__)}"
         src = _Source(kind, name, value, IN_PROCESS, "", False, obj=target)
-        _conform(kind, target, src.label())
+        _KINDS[kind].check(target, src.label())
         with _lock:
             if not override:
                 taken = _state.local[kind].get(name) or next(iter(_discover()[kind].get(name, [])), None)
@@ -458,17 +521,41 @@ def create(kind: str, name_or_obj: Any, **options: Any) -> Any:
     with _lock:
         src = _resolve(kind, name)
     obj = src.obj if src.loaded else _load(src)
-    if kind in ("solvers", "schedules"):
-        if not options:
-            return obj
-        _bind_options(kind, name, obj, options, src)
-        return functools.partial(obj, **options)
-    if kind == "guidance" and _is_guidance_instance(obj):
-        if options:
-            raise ConfigError(f"guidance {name!r} is a ready-made {obj!r} and takes no options (got {sorted(options)})")
-        return obj
-    _bind_options(kind, name, obj, options, src)
-    return _check_product(kind, name, obj(**options), src)
+    return _KINDS[kind].make(obj, dict(options), Site(kind, name, src.value, src.label()))
+
+
+def check_create(kind: str, name: str, options: Optional[dict] = None) -> None:
+    """Check that :func:`create` would accept ``options`` for ``name`` without building anything (the
+    registration is loaded; unknown names and options raise as :func:`create` would)."""
+    with _lock:
+        src = _resolve(kind, name)
+    obj = src.obj if src.loaded else _load(src)
+    spec = _KINDS[kind]
+    if options and spec.build == "as_is":
+        raise ConfigError(f"{kind} {name!r} takes no options (got {sorted(options)})")
+    if options and callable(obj):
+        check_options(obj, dict(options), Site(kind, name, src.value, src.label()))
+
+
+def name_of(kind: str, obj: Any) -> Optional[str]:
+    """The name ``obj`` is registered under (the active registration of ``kind`` that *is* ``obj``), or ``None``.
+
+    Loads only registrations whose ``value`` ends in ``obj``'s ``__name__`` (and in-process ones)."""
+    attr = getattr(obj, "__name__", None)
+    for name in names(kind):
+        with _lock:
+            try:
+                src = _resolve(kind, name)
+            except (PluginError, UnknownNameError):
+                continue
+        if not src.loaded and (attr is None or src.value.rpartition(":")[2].rpartition(".")[2] != attr):
+            continue
+        try:
+            if get(kind, name) is obj:
+                return name
+        except PluginError:
+            continue
+    return None
 
 
 def entries(kind: Optional[str] = None) -> list[Entry]:
@@ -488,17 +575,18 @@ def entries(kind: Optional[str] = None) -> list[Entry]:
                 for i, src in enumerate(sources):
                     active = local is None and i == 0 and not ambiguous
                     note = "overridden in-process" if local is not None else conflict
-                    out.append(_entry(src, active=active, conflict=note))
+                    out.append(_entry(src, active=active, conflict=note, ambiguous=ambiguous and local is None))
     return out
 
 
-def _entry(src: _Source, *, active: bool, conflict: Optional[str]) -> Entry:
+def _entry(src: _Source, *, active: bool, conflict: Optional[str], ambiguous: bool = False) -> Entry:
     status = "loaded" if src.loaded else "failed" if src.error is not None else "unloaded"
     error = None
     if src.error is not None:
         cause = src.error.__cause__
         error = f"{type(cause).__name__}: {cause}" if cause is not None else str(src.error)
-    return Entry(src.name, src.kind, src.value, src.dist, src.version, src.builtin, active, status, error, conflict)
+    return Entry(src.name, src.kind, src.value, src.dist, src.version, src.builtin, active, status, error, conflict,
+                 ambiguous)
 
 
 def check(kind: Optional[str] = None, pattern: str = "*") -> list[Entry]:

@@ -1,4 +1,8 @@
-"""The public sampling entry point: :func:`sample`."""
+"""The public sampling entry point: :func:`sample`.
+
+Everything a run needs -- schedule, solver, guidance, teacher -- comes from one resolver
+(:func:`tgsample.resolve.resolve`): explicit arguments > the model's recipe > library defaults.
+"""
 
 from __future__ import annotations
 
@@ -8,78 +12,20 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, ShapeMismatchError
-from .guidance import Guidance, NoGuidance
 from .noise import NoiseStreams
-from .schedules import validate_sigmas
+from .resolve import RecipeArg, Run, resolve
 from .solvers import GuidedModel
 
-GuidanceSpec = Union[None, str, Guidance, Mapping[str, Any]]
-
-
-def _registry():
-    from . import registry
-
-    return registry
+__all__ = ["sample", "resolve_model"]
 
 
 def resolve_model(model: Any, kind: str = "students") -> Any:
     """A registry name becomes the registered :class:`~tgsample.models.Model`; objects pass through."""
-    return _registry().create(kind, model) if isinstance(model, str) else model
+    if isinstance(model, str):
+        from . import registry
 
-
-def resolve_guidance(spec: GuidanceSpec) -> Guidance:
-    """A guidance from an object, a registry name, or a mapping ``{"name": ..., **options}``.
-
-    In a mapping, ``teacher`` may itself be a teacher's registry name and ``student`` / ``inner`` /
-    ``outside`` nested guidance specs, so a whole configuration can be written in YAML.
-    """
-    if spec is None:
-        return NoGuidance()
-    if isinstance(spec, str):
-        return _registry().create("guidance", spec)
-    if isinstance(spec, Mapping):
-        options = dict(spec)
-        try:
-            name = options.pop("name")
-        except KeyError:
-            raise ConfigError(f"a guidance mapping needs a 'name' key; got keys {sorted(spec)}") from None
-        if isinstance(options.get("teacher"), str):
-            options["teacher"] = resolve_model(options["teacher"], "teachers").denoiser
-        elif hasattr(options.get("teacher"), "denoiser"):
-            options["teacher"] = options["teacher"].denoiser
-        for key in ("student", "inner", "outside"):
-            if key in options and options[key] is not None and not isinstance(options[key], Guidance):
-                options[key] = resolve_guidance(options[key])
-        return _registry().create("guidance", name, **options)
-    if isinstance(spec, Guidance):
-        return spec
-    raise ConfigError(f"guidance={spec!r} is not a Guidance, a registry name or a mapping with 'name'")
-
-
-def resolve_solver(solver: Union[str, Callable[..., Tensor]]) -> Callable[..., Tensor]:
-    """A solver function from a registry name (``euler``, ``k_heun``, ...) or a callable."""
-    if isinstance(solver, str):
-        return _registry().get("solvers", solver)
-    if callable(solver):
-        return solver
-    raise ConfigError(f"solver={solver!r} is neither a registry name nor a callable")
-
-
-def resolve_sigmas(model: Any, sigmas: Any = None, schedule: Union[None, str, Callable] = None,
-                   steps: Optional[int] = None, **options: Any) -> Tensor:
-    """The schedule: explicit ``sigmas``, or ``schedule`` (name or function) with ``steps``, else the model's default."""
-    if sigmas is not None:
-        if schedule is not None:
-            raise ConfigError("give either sigmas=... or schedule=..., not both")
-        return validate_sigmas(sigmas)
-    defaults = getattr(model, "defaults", {}) or {}
-    if schedule is None:
-        schedule = defaults.get("schedule", "karras")
-        options = {**defaults.get("schedule_options", {}), **options}
-    if steps is None:
-        steps = defaults.get("steps", 10)
-    fn = _registry().get("schedules", schedule) if isinstance(schedule, str) else schedule
-    return validate_sigmas(fn(steps, model, **options))
+        return registry.create(kind, model)
+    return model
 
 
 def _batch_size(cond: Mapping[str, Any], seeds: Sequence[int]) -> int:
@@ -97,46 +43,68 @@ def _device_dtype(denoiser: Any) -> tuple[torch.device, torch.dtype]:
 
 
 @torch.no_grad()
-def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Sequence[int],
-           sigmas: Any = None, schedule: Union[None, str, Callable] = None, steps: Optional[int] = None,
-           solver: Union[str, Callable[..., Tensor]] = "euler", guidance: GuidanceSpec = None,
+def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Sequence[int], recipe: RecipeArg = None,
+           sigmas: Any = None, schedule: Union[None, str, Callable] = None,
+           schedule_options: Optional[Mapping[str, Any]] = None, steps: Optional[int] = None,
+           solver: Union[None, str, Callable[..., Tensor]] = None, solver_options: Optional[Mapping[str, Any]] = None,
+           guidance: Any = None, teacher: Any = None, teacher_options: Optional[Mapping[str, Any]] = None,
            uncond: Optional[Mapping[str, Any]] = None, shape: Optional[Sequence[int]] = None,
            progress: bool = False, callback: Optional[Callable[[dict], Any]] = None,
            device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None,
-           **solver_options: Any) -> Tensor:
-    """Sample a (student) model with any guidance and solver; returns the final x0 samples ``[B, *shape]``.
+           run: Optional[Run] = None, **options: Any) -> Tensor:
+    """Sample a (student) model; returns the final x0 samples ``[B, *shape]``.
 
-    Example::
+    With no settings, the model's own plain recipe runs completely (schedule, solver, its guidance);
+    ``recipe="++"`` runs its teacher-guided one. Every argument below overrides the recipe's field
+    of the same name (explicit > recipe > library default)::
 
-        x = tgsample.sample("digits-compact", cond, uncond=uncond, seeds=range(8), steps=4, solver="euler",
-                            guidance=TeacherGuidance(teacher, lam=0.3, steps=1))
+        x = tgsample.sample("digits-compact", cond, uncond=uncond, seeds=range(8), recipe="++")
+        x = tgsample.sample(student, cond, uncond=uncond, seeds=range(8), recipe="++", teacher=teacher)
+        x = tgsample.sample(student, cond, seeds=range(8), schedule="timesteps", timesteps=[999, 499])
 
     Args:
         model: a denoiser ``D(x, sigma, **cond)``, a :class:`~tgsample.models.Model`, or a student's registry name.
         cond: conditioning dict (batch-first tensors), passed to the denoiser as keywords.
         seeds: one seed per sample. Sample ``i`` depends only on ``seeds[i]`` (and its cond), never on
             the batch size or its position in the batch.
+        recipe: the recipe to start from: a variant of the model's recipes (``""`` plain, the default;
+            ``"++"`` teacher-guided), a :class:`~tgsample.recipes.Recipe`, or a mapping of its fields.
         sigmas: an explicit schedule of noise levels (sigmas, not timesteps): strictly decreasing,
-            ending at 0. Give either this or ``schedule``; with neither, the model's own default.
-        schedule: a schedule's registry name (``karras``, ``lcm``, ``trailing``, ...) or a function
-            ``fn(steps, model) -> sigmas``; discrete schedules convert timesteps to sigmas themselves.
-        steps: number of solver steps (``len(sigmas) - 1``); default the model's, else 10.
+            ending at 0; replaces the recipe's schedule and steps.
+        schedule: a schedule's registry name (``karras``, ``lcm``, ``trailing``, ``tdd``, ``timesteps``, ...) or
+            a function ``fn(steps, model, **options) -> sigmas``; ``schedule_options`` its options.
+        steps: number of solver steps of the schedule.
         solver: registry name (``euler``, ``euler_ancestral``, ``dpmpp_2m``, ``dpmpp_2s_ancestral``, ``lcm``,
-            ``tcd``, ``k_*`` for k-diffusion's stock samplers) or a solver function.
-        guidance: a :class:`~tgsample.guidance.Guidance`, a registry name, or ``{"name": ..., **options}``.
+            ``tcd``, ``k_*`` for k-diffusion's stock samplers, plugins) or a solver function;
+            ``solver_options`` its options (``eta``, ``gamma``, ...).
+        guidance: a :class:`~tgsample.guidance.Guidance`, a registry name, or ``{"name": ..., **options}``
+            (nestable: :func:`tgsample.guidance.build`).
+        teacher: the teacher for teacher guidance: a registry name (built with ``student=model`` and
+            ``teacher_options``) or a built model; default the recipe's.
         uncond: the unconditional (or negative) conditioning dict for CFG-type guidances.
         shape: per-sample shape (default: the model's ``sample_shape``).
         progress: show a progress bar over the steps.
         callback: called at each step with ``{"x", "i", "sigma", "sigma_hat", "denoised"}`` (k-diffusion's keys).
         device: where to sample (default: the denoiser's parameters' device, else the CPU).
         dtype: the sampling dtype (default: the denoiser's parameters' dtype, else float32).
-        **solver_options: passed to the solver (``eta``, ``gamma``, ...).
+        run: an already resolved :class:`~tgsample.resolve.Run` (from :func:`tgsample.resolve.resolve`);
+            then no other setting may be given.
+        **options: more options of the solver or the schedule, each given to whichever takes it
+            (``eta=0.5``, ``timesteps=[...]``); a :class:`~tgsample.errors.ConfigError` if both or neither do.
 
     Returns:
         The final x0 samples, shape ``[B, *shape]`` with ``B = len(seeds)``; initial noise
         ``x = init_noise_scale(sigmas[0]) * z`` with ``z`` from each seed's ``"init"`` stream.
     """
     model = resolve_model(model)
+    settings = dict(recipe=recipe, sigmas=sigmas, schedule=schedule, schedule_options=schedule_options, steps=steps,
+                    solver=solver, solver_options=solver_options, guidance=guidance, teacher=teacher,
+                    teacher_options=teacher_options)
+    if run is None:
+        run = resolve(model, settings.pop("recipe"), options=options, **settings)
+    elif options or any(v is not None for v in settings.values()):
+        given = sorted([k for k, v in settings.items() if v is not None] + list(options))
+        raise ConfigError(f"run=... is already resolved; do not give {given} with it")
     denoiser = getattr(model, "denoiser", model)
     shape = tuple(shape or getattr(model, "sample_shape", None) or getattr(denoiser, "sample_shape", None) or ())
     if not shape:
@@ -148,11 +116,11 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Seque
         _batch_size(uncond, seeds)
     dev, dt = _device_dtype(denoiser)
     dev, dt = torch.device(device) if device is not None else dev, dtype or dt
-    sigmas = resolve_sigmas(model, sigmas, schedule, steps).to(dev, dt)
-    noise = NoiseStreams(seeds, dev, dt)
-    guided = GuidedModel(denoiser, resolve_guidance(guidance), cond, uncond, sigmas, noise)
-    x = noise.randn("init", shape) * _init_scale(denoiser, sigmas[0])
-    return resolve_solver(solver)(guided, x, sigmas, callback=callback, disable=not progress, **solver_options)
+    sig = run.sigmas.to(dev, dt)
+    streams = NoiseStreams(seeds, dev, dt)
+    guided = GuidedModel(denoiser, run.guidance, cond, uncond, sig, streams)
+    x = streams.randn("init", shape) * _init_scale(denoiser, sig[0])
+    return run.solver(guided, x, sig, callback=callback, disable=not progress)
 
 
 def _init_scale(denoiser: Any, sigma_max: Tensor) -> Tensor:

@@ -21,7 +21,17 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, ScheduleError
-from .kdiffusion import k_sampling
+
+__all__ = ["TDD_DEFAULT", "check_steps", "exponential", "karras", "lcm", "lcm_timesteps", "polyexponential",
+           "sigma_range", "tdd", "timesteps", "timesteps_to_sigmas", "trailing", "trailing_timesteps", "validate_sigmas",
+           "vp"]
+
+
+def k_sampling() -> Any:
+    """``k_diffusion.sampling`` (:func:`tgsample.kdiffusion.k_sampling`), imported on first use."""
+    from .kdiffusion import k_sampling as load
+
+    return load()
 
 
 def validate_sigmas(sigmas: Any) -> Tensor:
@@ -51,18 +61,22 @@ def _denoiser(model: Any) -> Any:
     return getattr(model, "denoiser", model)
 
 
-def _range(model: Any, sigma_min: Optional[float], sigma_max: Optional[float]) -> tuple[float, float]:
+def sigma_range(model: Any, sigma_min: Optional[float] = None, sigma_max: Optional[float] = None,
+                who: str = "schedule") -> tuple[float, float]:
+    """``(sigma_min, sigma_max)``: the given values, else the model's (its denoiser's) attributes;
+    :class:`ConfigError` unless ``0 < sigma_min < sigma_max < inf``. For schedule functions (plugins too)."""
     d = _denoiser(model)
     lo = sigma_min if sigma_min is not None else getattr(d, "sigma_min", None)
     hi = sigma_max if sigma_max is not None else getattr(d, "sigma_max", None)
     if lo is None or hi is None:
-        raise ConfigError("give sigma_min and sigma_max, or a model that has them")
-    if not 0 < lo < hi:
-        raise ConfigError(f"need 0 < sigma_min < sigma_max; got sigma_min={lo!r}, sigma_max={hi!r}")
+        raise ConfigError(f"{who}: give sigma_min and sigma_max, or a model that has them")
+    if not 0 < float(lo) < float(hi) < math.inf:
+        raise ConfigError(f"{who} needs 0 < sigma_min < sigma_max < inf; got sigma_min={lo!r}, sigma_max={hi!r}")
     return float(lo), float(hi)
 
 
-def _steps(steps: Any) -> int:
+def check_steps(steps: Any) -> int:
+    """``steps`` if it is a positive integer, else :class:`ConfigError` (for schedule functions, plugins too)."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConfigError(f"steps={steps!r} must be a positive integer")
     return steps
@@ -71,29 +85,29 @@ def _steps(steps: Any) -> int:
 def karras(steps: int, model: Any = None, *, sigma_min: Optional[float] = None,
            sigma_max: Optional[float] = None, rho: float = 7.0) -> Tensor:
     """Karras et al. (2022): ``sigma_i = (hi^(1/rho) + i/(n-1) (lo^(1/rho) - hi^(1/rho)))^rho``, then 0."""
-    lo, hi = _range(model, sigma_min, sigma_max)
-    return validate_sigmas(k_sampling().get_sigmas_karras(_steps(steps), lo, hi, rho=rho))
+    lo, hi = sigma_range(model, sigma_min, sigma_max)
+    return validate_sigmas(k_sampling().get_sigmas_karras(check_steps(steps), lo, hi, rho=rho))
 
 
 def exponential(steps: int, model: Any = None, *, sigma_min: Optional[float] = None,
                 sigma_max: Optional[float] = None) -> Tensor:
     """Log-linear: ``sigma_i = exp(log hi + i/(n-1) (log lo - log hi))`` from ``sigma_max`` to ``sigma_min``, then 0."""
-    lo, hi = _range(model, sigma_min, sigma_max)
-    return validate_sigmas(k_sampling().get_sigmas_exponential(_steps(steps), lo, hi))
+    lo, hi = sigma_range(model, sigma_min, sigma_max)
+    return validate_sigmas(k_sampling().get_sigmas_exponential(check_steps(steps), lo, hi))
 
 
 def polyexponential(steps: int, model: Any = None, *, sigma_min: Optional[float] = None,
                     sigma_max: Optional[float] = None, rho: float = 1.0) -> Tensor:
     """Polynomial in log sigma: ``sigma_i = exp(log lo + (1 - i/(n-1))^rho (log hi - log lo))``, then 0
     (``rho = 1`` is :func:`exponential`)."""
-    lo, hi = _range(model, sigma_min, sigma_max)
-    return validate_sigmas(k_sampling().get_sigmas_polyexponential(_steps(steps), lo, hi, rho=rho))
+    lo, hi = sigma_range(model, sigma_min, sigma_max)
+    return validate_sigmas(k_sampling().get_sigmas_polyexponential(check_steps(steps), lo, hi, rho=rho))
 
 
 def vp(steps: int, model: Any = None, *, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 1e-3) -> Tensor:
     """The continuous VP schedule (Song et al. 2021): ``sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)``
     at ``t`` linear from 1 to ``eps_s`` (continuous time, not table timesteps), then 0."""
-    return validate_sigmas(k_sampling().get_sigmas_vp(_steps(steps), beta_d=beta_d, beta_min=beta_min, eps_s=eps_s))
+    return validate_sigmas(k_sampling().get_sigmas_vp(check_steps(steps), beta_d=beta_d, beta_min=beta_min, eps_s=eps_s))
 
 
 def timesteps_to_sigmas(model: Any, timesteps: Sequence[float]) -> Tensor:
@@ -123,14 +137,14 @@ def lcm_timesteps(steps: int, num_train_timesteps: int = 1000, original_steps: i
     ``steps`` of them picked evenly from the top. 4 of 50 over 1000: ``[999, 759, 499, 259]``."""
     k = num_train_timesteps // original_steps
     origin = [(j + 1) * k - 1 for j in range(original_steps)][::-1]
-    if _steps(steps) > original_steps:
+    if check_steps(steps) > original_steps:
         raise ConfigError(f"steps={steps} exceeds LCM's original_steps={original_steps}")
     return [origin[math.floor(j * original_steps / steps)] for j in range(steps)]
 
 
 def trailing_timesteps(steps: int, num_train_timesteps: int = 1000) -> list[int]:
     """Diffusers' "trailing" spacing: ``round(T - j T / n) - 1``. 4 over 1000: ``[999, 749, 499, 249]``."""
-    n = _steps(steps)
+    n = check_steps(steps)
     return [int(round(num_train_timesteps - j * num_train_timesteps / n)) - 1 for j in range(n)]
 
 

@@ -1,6 +1,7 @@
 """Guidance-aware solvers in sigma space.
 
-Each solver is one short function in the style of k-diffusion's ``sampling.py``:
+Each solver is one short function in the style of k-diffusion's ``sampling.py``, declaring what it
+provides to guidances (:func:`provides`):
 ``solver(model, x, sigmas, *, callback=None, disable=None, **options) -> x``, where
 ``model(x, sigma, i, stage=0)`` is a :class:`GuidedModel` returning an
 :class:`~tgsample.guidance.Estimate` ``(denoised, direction)``. The trajectory moves
@@ -10,66 +11,153 @@ With ``denoised == direction`` every solver reduces to its k-diffusion namesake.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import functools
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
 from tqdm.auto import trange
 
 from . import math as M
-from .errors import ConfigError
+from .errors import ConfigError, UnsupportedGuidanceError
 from .guidance.base import Cond, Estimate, Guidance, StepContext
 from .noise import NoiseStreams
 
+__all__ = ["GuidedModel", "STEP_INDEX", "SPLIT_DIRECTION", "CAPABILITIES", "capabilities", "check_solver", "provides",
+           "report", "requirements", "sample_dpmpp_2m", "sample_dpmpp_2s_ancestral", "sample_euler",
+           "sample_euler_ancestral", "sample_lcm", "sample_tcd", "tcd_sigma_s"]
+
 Callback = Optional[Callable[[dict], Any]]
+
+#: a solver capability: it passes the step index ``i`` (and so ``ctx.sigma_next``, ``ctx.sigmas``).
+STEP_INDEX = "step_index"
+#: a solver capability: it moves along ``direction`` separately from ``denoised``.
+SPLIT_DIRECTION = "split_direction"
+CAPABILITIES = (STEP_INDEX, SPLIT_DIRECTION)
 
 
 class GuidedModel:
-    """A denoiser bound to a guidance, its conditioning, the schedule and the noise streams.
+    """A denoiser bound to a guidance, its conditioning, the schedule and the noise streams: the solver
+    side of the solver <-> guidance contract.
 
-    ``model(x, sigma, i, stage=0)`` evaluates the guidance at step ``i`` (``None`` if unknown).
+    ``model(x, sigma, i, stage=0)`` evaluates the guidance at step ``i`` (``None`` if unknown) with
+    ``sigma`` and ``ctx.sigma_next`` as ``[B]`` tensors in ``x``'s dtype/device, and one per-run scratch
+    dict (:meth:`tgsample.guidance.StepContext.scratch`): a new ``GuidedModel`` is a new run.
     """
 
     def __init__(self, denoiser: Any, guidance: Guidance, cond: Cond, uncond: Optional[Cond] = None,
-                 sigmas: Optional[Tensor] = None, noise: Optional[NoiseStreams] = None):
+                 sigmas: Optional[Tensor] = None, streams: Optional[NoiseStreams] = None):
         self.denoiser, self.guidance = denoiser, guidance
         self.cond, self.uncond = cond, uncond
-        self.sigmas, self.noise = sigmas, noise
+        self.sigmas, self.streams = sigmas, streams
+        self.state: dict = {}
 
     def __call__(self, x: Tensor, sigma: Tensor, i: Optional[int], stage: int = 0) -> Estimate:
-        ctx = StepContext(self.cond, self.uncond, i, self.sigmas, self.noise, stage)
+        b = x.shape[0]
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(b)
+        sigma_next = None
+        if i is not None and self.sigmas is not None:
+            sigma_next = self.sigmas[i + 1].to(x.device, x.dtype).expand(b)
+        ctx = StepContext(self.cond, self.uncond, i, sigma_next, self.sigmas, self.streams, stage, self.state)
         return self.guidance(self.denoiser, x, sigma, ctx)
 
     def fresh_noise(self, x: Tensor) -> Tensor:
         """Per-sample noise from the solver's own ("ancestral") stream."""
-        if self.noise is None:
+        if self.streams is None:
             raise ConfigError("this solver draws noise: sample with seeds=... (per-sample noise streams)")
-        return self.noise.randn_like("ancestral", x)
+        return self.streams.randn_like("ancestral", x)
 
 
-def _report(callback: Callback, x: Tensor, i: int, sigma: Tensor, est: Estimate) -> None:
+def report(callback: Callback, x: Tensor, i: int, sigma: Tensor, est: Estimate,
+           sigma_hat: Optional[Tensor] = None) -> None:
+    """Call ``callback`` (if any) with k-diffusion's step dict ``{"x", "i", "sigma", "sigma_hat", "denoised"}``."""
     if callback is not None:
-        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": est.denoised})
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma if sigma_hat is None else sigma_hat,
+                  "denoised": est.denoised})
 
 
+def provides(*capabilities: str) -> Callable[[Callable], Callable]:
+    """Declare what a solver function provides to guidances: :data:`STEP_INDEX`, :data:`SPLIT_DIRECTION`::
+
+        @provides(STEP_INDEX, SPLIT_DIRECTION)
+        def sample_mine(model, x, sigmas, *, callback=None, disable=None): ...
+
+    A solver that declares nothing runs only guidances that need neither (none, CFG, ...).
+    """
+    unknown = sorted(set(capabilities) - set(CAPABILITIES))
+    if unknown:
+        raise ConfigError(f"unknown solver capabilities {unknown}; known: {', '.join(CAPABILITIES)}")
+
+    def mark(fn: Callable) -> Callable:
+        fn.provides = frozenset(capabilities)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def capabilities(solver: Callable) -> frozenset:
+    """What ``solver`` declared with :func:`provides` (through ``functools.partial``); empty if nothing."""
+    while isinstance(solver, functools.partial):
+        solver = solver.func
+    return frozenset(getattr(solver, "provides", ()))
+
+
+def requirements(guidance: Any) -> frozenset:
+    """What ``guidance`` needs from a solver (its ``needs_step`` / ``splits_direction`` flags)."""
+    needs = set()
+    if getattr(guidance, "needs_step", False):
+        needs.add(STEP_INDEX)
+    if getattr(guidance, "splits_direction", False):
+        needs.add(SPLIT_DIRECTION)
+    return frozenset(needs)
+
+
+def _able(needs: Iterable[str]) -> list[str]:
+    from . import registry
+
+    out = []
+    for name in registry.names("solvers"):
+        try:
+            if set(needs) <= capabilities(registry.get("solvers", name)):
+                out.append(name)
+        except Exception:  # a broken plugin solver is not a candidate
+            continue
+    return out
+
+
+def check_solver(solver: Callable, guidance: Any, name: Optional[str] = None) -> None:
+    """Refuse, before sampling, a solver that cannot honour what ``guidance`` needs: an
+    :class:`~tgsample.errors.UnsupportedGuidanceError` naming the registered solvers (plugins included) that can."""
+    missing = requirements(guidance) - capabilities(solver)
+    if missing:
+        what = {STEP_INDEX: "the step index (sigma_next, the schedule)",
+                SPLIT_DIRECTION: "a direction distinct from denoised"}
+        label = name or getattr(solver, "__name__", repr(solver))
+        raise UnsupportedGuidanceError(
+            f"solver {label!r} cannot run {guidance!r}: it needs {' and '.join(what[m] for m in sorted(missing))}, "
+            f"which {label!r} does not provide. Solvers that can: {', '.join(_able(requirements(guidance))) or '(none)'}")
+
+
+@provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                  disable: Optional[bool] = None) -> Tensor:
     """Euler (DDIM): ``x_{i+1} = denoised + sigma_{i+1} (x_i - direction) / sigma_i``."""
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
-        _report(callback, x, i, sigmas[i], est)
+        report(callback, x, i, sigmas[i], est)
         x = est.denoised + sigmas[i + 1] * M.implied_noise(x, est.direction, sigmas[i])
     return x
 
 
+@provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
                            s_noise: float = 1.0, callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
     """Euler ancestral: ``x_{i+1} = denoised + sigma_down d + sigma_up z`` (:func:`tgsample.math.ancestral_split`)."""
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
-        _report(callback, x, i, sigmas[i], est)
+        report(callback, x, i, sigmas[i], est)
         sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
         x_next = est.denoised + sigma_down * M.implied_noise(x, est.direction, sigmas[i])
         if sigmas[i + 1] > 0:
@@ -85,6 +173,7 @@ def _exp_step(x: Tensor, sigma: Tensor, sigma_next: Tensor, est: Estimate, direc
     return (sigma_next / sigma) * x - torch.expm1(-h) * direction + (est.denoised - est.direction)
 
 
+@provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                     disable: Optional[bool] = None) -> Tensor:
@@ -98,7 +187,7 @@ def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: 
     old_direction = None
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
-        _report(callback, x, i, sigmas[i], est)
+        report(callback, x, i, sigmas[i], est)
         direction = est.direction
         if old_direction is not None and sigmas[i + 1] > 0:
             r = (sigmas[i - 1].log() - sigmas[i].log()) / (sigmas[i].log() - sigmas[i + 1].log())
@@ -108,6 +197,7 @@ def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: 
     return x
 
 
+@provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
                               s_noise: float = 1.0, callback: Callback = None,
@@ -120,7 +210,7 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
     """
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
-        _report(callback, x, i, sigmas[i], est)
+        report(callback, x, i, sigmas[i], est)
         sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
         if sigma_down == 0:
             x_next = est.denoised
@@ -135,13 +225,14 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
     return x
 
 
+@provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_lcm(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                disable: Optional[bool] = None) -> Tensor:
     """Consistency / LCM multistep sampling: ``x_{i+1} = denoised + sigma_{i+1} z`` (fresh noise)."""
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
-        _report(callback, x, i, sigmas[i], est)
+        report(callback, x, i, sigmas[i], est)
         x = est.denoised
         if sigmas[i + 1] > 0:
             x = x + sigmas[i + 1] * model.fresh_noise(x)
@@ -164,6 +255,7 @@ def tcd_sigma_s(denoiser: Any, sigma_next: Tensor, gamma: float) -> Tensor:
     return (1 - gamma) * sigma_next
 
 
+@provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 0.3,
                callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
@@ -176,7 +268,7 @@ def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 
         raise ConfigError(f"TCD gamma={gamma!r} is outside the allowed range [0, 1]")
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
-        _report(callback, x, i, sigmas[i], est)
+        report(callback, x, i, sigmas[i], est)
         sigma_s = torch.minimum(tcd_sigma_s(model.denoiser, sigmas[i + 1], gamma), sigmas[i + 1])
         x_next = est.denoised + sigma_s * M.implied_noise(x, est.direction, sigmas[i])
         if sigmas[i + 1] > sigma_s:

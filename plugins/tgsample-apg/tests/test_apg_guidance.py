@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tgsample.errors import ConfigError, UnsupportedGuidanceError
+from tgsample.errors import ConfigError
 from tgsample.guidance import CFG, StepContext
 from tgsample_apg.guidance import APG, clip_norm, project
 
@@ -24,9 +24,10 @@ def fixed_model(d_c: torch.Tensor, d_u: torch.Tensor):
     return model
 
 
-def ctx(b: int, index=0, stage=0) -> StepContext:
+def ctx(b: int, index=0, stage=0, state=None) -> StepContext:
+    """A context of one sampling run: ``state`` is the run's scratch dict (a new dict = a new run)."""
     return StepContext({"label": torch.ones(b, dtype=torch.long)}, {"label": torch.zeros(b, dtype=torch.long)},
-                       index=index, stage=stage)
+                       index=index, stage=stage, state={} if state is None else state)
 
 
 @pytest.fixture
@@ -84,27 +85,56 @@ def test_norm_threshold_bounds_the_guided_shift(pair):
     torch.testing.assert_close(shift, torch.full((3,), (w - 1) * r), rtol=1e-5, atol=1e-5)
 
 
-def test_momentum_accumulates_within_a_run_and_restarts_at_step_zero(pair):
+def test_momentum_accumulates_within_a_run_and_each_run_starts_afresh(pair):
     d_c, d_u = pair
     x, sigma, beta = torch.zeros_like(d_c), torch.tensor(1.0), -0.5
     apg = APG(3.0, eta=1.0, momentum=beta)
-    assert apg.needs_step and not APG(momentum=0.0).needs_step
-    first = apg(fixed_model(d_c, d_u), x, sigma, ctx(3, index=0)).denoised
+    assert not apg.needs_step  # the state lives in the run, not in the step index
+    run = {}
+    first = apg(fixed_model(d_c, d_u), x, sigma, ctx(3, index=0, state=run)).denoised
     torch.testing.assert_close(first, CFG(3.0)(fixed_model(d_c, d_u), x, sigma, ctx(3)).denoised, rtol=1e-5, atol=1e-5)
-    # step 1 with another pair: Delta_1 = delta_1 + beta * delta_0
+    # the run's next evaluation with another pair: Delta_1 = delta_1 + beta * delta_0
     d_c1, d_u1 = d_u, d_c
-    second = apg(fixed_model(d_c1, d_u1), x, sigma, ctx(3, index=1)).denoised
+    second = apg(fixed_model(d_c1, d_u1), x, sigma, ctx(3, index=1, state=run)).denoised
     expected_delta = (d_c1 - d_u1) + beta * (d_c - d_u)
     torch.testing.assert_close(second, d_c1 + 2.0 * expected_delta, rtol=1e-5, atol=1e-5)
-    # a new run (index 0) forgets the previous one
-    again = apg(fixed_model(d_c, d_u), x, sigma, ctx(3, index=0)).denoised
+    # a new run (a new scratch dict) forgets the previous one, whatever the step index says
+    again = apg(fixed_model(d_c, d_u), x, sigma, ctx(3, index=5, state={})).denoised
     torch.testing.assert_close(again, first)
+    assert not vars(apg).get("_average")  # nothing kept on the instance
 
 
-def test_momentum_without_a_step_index_is_refused(pair):
+def test_momentum_needs_a_run_state_not_a_step_index(pair):
     d_c, d_u = pair
-    with pytest.raises(UnsupportedGuidanceError, match="momentum"):
-        APG(3.0, momentum=-0.5)(fixed_model(d_c, d_u), torch.zeros_like(d_c), torch.tensor(1.0), ctx(3, index=None))
+    no_run = StepContext({"label": torch.ones(3, dtype=torch.long)}, {"label": torch.zeros(3, dtype=torch.long)})
+    with pytest.raises(ConfigError, match="per-run state"):
+        APG(3.0, momentum=-0.5)(fixed_model(d_c, d_u), torch.zeros_like(d_c), torch.tensor(1.0), no_run)
+    out = APG(3.0, momentum=-0.5)(fixed_model(d_c, d_u), torch.zeros_like(d_c), torch.tensor(1.0),
+                                  ctx(3, index=None))  # k-diffusion's samplers give no step index: fine
+    assert torch.isfinite(out.denoised).all()
+
+
+def test_momentum_runs_on_stock_samplers_like_on_the_guidance_aware_euler():
+    """k_euler (k-diffusion's sample_euler) and tgsample's euler are the same integrator for a guidance without a
+    split: with APG's momentum in the run state both give the same samples, and a second run repeats the first."""
+    import tgsample
+    from tgsample import CallableDenoiser
+
+    mu = torch.tensor([0.5, -1.0, 2.0, 0.0])
+
+    def gaussian(x, sigma, shift):  # exact denoiser of N(shift * mu, 0.25 I)
+        return shift.view(-1, 1) * mu + (x - shift.view(-1, 1) * mu) * 0.25 / (0.25 + sigma.view(-1, 1) ** 2)
+
+    model = CallableDenoiser(gaussian, sigma_min=0.01, sigma_max=20.0, sample_shape=(4,))
+    cond, uncond = {"shift": torch.ones(4)}, {"shift": torch.zeros(4)}
+    apg = APG(3.0, momentum=-0.5)
+    common = dict(uncond=uncond, seeds=range(4), schedule="karras", steps=6, guidance=apg)
+    ours = tgsample.sample(model, cond, solver="euler", **common)
+    stock = tgsample.sample(model, cond, solver="k_euler", **common)
+    torch.testing.assert_close(stock, ours, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tgsample.sample(model, cond, solver="euler", **common), ours, rtol=0, atol=0)
+    no_momentum = tgsample.sample(model, cond, solver="euler", **{**common, "guidance": APG(3.0, momentum=0.0)})
+    assert (no_momentum - ours).abs().max() > 1e-3  # the momentum did something
 
 
 @pytest.mark.parametrize("kwargs, word", [({"momentum": 1.0}, "momentum"), ({"eta": -0.1}, "eta"),
@@ -117,6 +147,6 @@ def test_bad_parameters_name_themselves(kwargs, word):
 
 def test_needs_uncond(pair):
     d_c, d_u = pair
-    c = StepContext({"label": torch.ones(3, dtype=torch.long)}, None, index=0)
+    c = StepContext({"label": torch.ones(3, dtype=torch.long)}, None, index=0, state={})
     with pytest.raises(ConfigError, match="uncond"):
         APG(3.0)(fixed_model(d_c, d_u), torch.zeros_like(d_c), torch.tensor(1.0), c)

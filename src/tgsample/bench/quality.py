@@ -24,7 +24,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -33,17 +33,11 @@ from typing import Any, Callable, Optional, Sequence
 
 @dataclass
 class Run:
-    """One sampling configuration: how to build its guidance and schedule from the student."""
+    """One sampling configuration: a recipe derived from the student's published ones."""
 
     key: str
     label: str
-    guidance: Callable[[Any, Any], Any]  # (student Model, teacher Model) -> Guidance
-    solver: str = "lcm"
-    steps: Optional[int] = None  # None: the student's own
-    schedule: Optional[str] = None  # None: the student's own
-    schedule_options: dict = field(default_factory=dict)
-    model: str = "student"  # or "teacher"
-    same_as_tg: Optional[Callable[[dict], bool]] = None  # (student defaults) -> is this the default guided run?
+    recipe: Callable[[Any, Any], Any]  # (plain Recipe, guided Recipe) -> Recipe
 
 
 @dataclass
@@ -56,92 +50,81 @@ class Row:
     base: Optional[str] = None
 
 
-def _distilled(s: Any, t: Any, w: Optional[float] = None) -> Any:
-    from ..guidance import DistilledCFG
-
-    return DistilledCFG(s.defaults["w"] if w is None else w)
-
-
-def _tg(student_guidance: Optional[Callable[[Any], Any]] = None, **over: Any) -> Callable[[Any, Any], Any]:
-    def make(s: Any, t: Any) -> Any:
-        from ..models.digits import teacher_guidance
-
-        opts = dict(over)
-        if student_guidance is not None:
-            opts["student"] = student_guidance(s)
-        return teacher_guidance(s, t, **opts)
-
-    return make
+def _plain(**fields: Any) -> Callable[[Any, Any], Any]:
+    """The student's plain recipe with ``fields`` replaced."""
+    return lambda plain, guided: plain.replace(**fields)
 
 
-def _cfg(scale: float) -> Callable[[Any], Any]:
-    def make(s: Any) -> Any:
-        from ..guidance import CFG
+def _tg(student: Optional[dict] = None, **spec: Any) -> Callable[[Any, Any], Any]:
+    """The student's teacher-guided recipe with ``spec`` changing its teacher-guidance options (and
+    ``student`` its own guidance); recipe fields in ``spec`` (``solver``, ...) replace the recipe's."""
+    fields = {k: spec.pop(k) for k in list(spec) if k in ("solver", "schedule", "steps", "sigmas")}
 
-        return _WithW(CFG(scale), 1.0)
+    def make(plain: Any, guided: Any) -> Any:
+        g = {**guided.guidance, **spec}
+        if student is not None:
+            g["student"] = student
+        return guided.replace(guidance=g, **fields)
 
     return make
 
 
-def _cfgpp(lam: float) -> Callable[[Any], Any]:
-    def make(s: Any) -> Any:
-        from ..guidance import CFGPP
+def _steps(k: int) -> Callable[[Any, Any], Any]:
+    """The plain recipe with ``k`` more steps on the student's own sigma range."""
+    def make(plain: Any, guided: Any) -> Any:
+        from ..models.digits import student_schedule
 
-        return _WithW(CFGPP(lam), 1.0)
+        n = len(plain.sigmas) - 1 + k
+        return plain.replace(sigmas=tuple(student_schedule(n, sigmas=plain.sigmas).tolist()))
 
     return make
 
 
-class _WithW:
-    """Run a guidance on the student at a fixed distilled scale ``w`` (``w = 1``: the plain conditional
-    student, on which CFG / CFG++ then act), by adding ``guidance_scale`` to cond and uncond."""
+def _karras(make: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``make``'s recipe on a Karras schedule over the model's range with the same number of steps."""
+    def karras(plain: Any, guided: Any) -> Any:
+        r = make(plain, guided)
+        return r.replace(sigmas=None, schedule="karras", steps=len(plain.sigmas) - 1)
 
-    def __init__(self, inner: Any, w: float):
-        self.inner, self.w = inner, float(w)
-        self.needs_step, self.splits_direction = inner.needs_step, inner.splits_direction
+    return karras
 
-    def __call__(self, model: Any, x: Any, sigma: Any, ctx: Any) -> Any:
-        import torch
 
-        w = torch.full((x.shape[0],), self.w, dtype=x.dtype, device=x.device)
-        add = lambda c: None if c is None else {**c, "guidance_scale": w}  # noqa: E731
-        return self.inner(model, x, sigma, ctx.with_cond(add(ctx.cond), add(ctx.uncond)))
-
-    def __repr__(self) -> str:
-        return f"{self.inner!r} at w={self.w}"
+def _on_w1(name: str, value: float) -> dict:
+    """CFG / CFG++ on the student at the fixed distilled scale ``w = 1`` (the plain conditional student)."""
+    inner = {"name": name, "scale": value} if name == "cfg" else {"name": name, "lam": value}
+    return {"name": "distilled_cfg", "scale": 1.0, "inner": inner}
 
 
 def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: float,
           student_cfgpp: float) -> tuple[list[Run], list[Row]]:
     """All runs and table rows (the paper's tables, in miniature)."""
     R = Run
+    cfg, cfgpp = _on_w1("cfg", student_cfg), _on_w1("cfgpp", student_cfgpp)
     runs = [
-        R("plain", "N steps (student alone)", _distilled),
+        R("plain", "N steps (student alone)", _plain()),
         R("tg", "N steps, 1st teacher-guided", _tg()),
-        R("plain+1", "N+1 plain steps", _distilled, steps=+1),
-        R("plain+2", "N+2 plain steps", _distilled, steps=+2),
+        R("plain+1", "N+1 plain steps", _steps(1)),
+        R("plain+2", "N+2 plain steps", _steps(2)),
         R("tg_current", "renoise current", _tg(renoise="current")),
         R("tg_random", "renoise random", _tg(renoise="random")),
-        R("tg_2", "2 guided steps", _tg(steps=2)),
-        R("tg_at1", "2nd step guided", _tg(steps=[1])),
-        R("tg_at2", "3rd step guided", _tg(steps=[2])),
-        R("euler", "euler", _distilled, solver="euler"),
-        R("euler_tg", "euler + teacher", _tg(), solver="euler"),
-        R("dpm2s", "dpmpp_2s_ancestral", _distilled, solver="dpmpp_2s_ancestral"),
-        R("dpm2s_tg", "dpmpp_2s_ancestral + teacher", _tg(), solver="dpmpp_2s_ancestral"),
+        R("tg_2", "2 guided steps", _tg(guided_steps=2)),
+        R("tg_at1", "2nd step guided", _tg(guided_steps=[1])),
+        R("tg_at2", "3rd step guided", _tg(guided_steps=[2])),
+        R("euler", "euler", _plain(solver="euler")),
+        R("euler_tg", "euler + teacher", _tg(solver="euler")),
+        R("dpm2s", "dpmpp_2s_ancestral", _plain(solver="dpmpp_2s_ancestral")),
+        R("dpm2s_tg", "dpmpp_2s_ancestral + teacher", _tg(solver="dpmpp_2s_ancestral")),
         # CFG / CFG++ on the student use Euler: with LCM's fresh-noise step the direction is unused,
         # so CFG++ would reduce to CFG at scale lam there
-        R("cfg", f"euler, CFG {student_cfg} on the w=1 student", _wrap(_cfg(student_cfg)), solver="euler"),
-        R("cfg_tg", f"euler, CFG {student_cfg} + teacher", _tg(_cfg(student_cfg)), solver="euler"),
-        R("cfgpp", f"euler, CFG++ lam={student_cfgpp} on the w=1 student", _wrap(_cfgpp(student_cfgpp)),
-          solver="euler"),
-        R("cfgpp_tg", f"euler, CFG++ lam={student_cfgpp} + teacher", _tg(_cfgpp(student_cfgpp)), solver="euler"),
-        R("karras", "karras from sigma 80", _distilled, schedule="karras"),
-        R("karras_tg", "karras from sigma 80 + teacher", _tg(), schedule="karras"),
+        R("cfg", f"euler, CFG {student_cfg} on the w=1 student", _plain(guidance=cfg, solver="euler")),
+        R("cfg_tg", f"euler, CFG {student_cfg} + teacher", _tg(cfg, solver="euler")),
+        R("cfgpp", f"euler, CFG++ lam={student_cfgpp} on the w=1 student", _plain(guidance=cfgpp, solver="euler")),
+        R("cfgpp_tg", f"euler, CFG++ lam={student_cfgpp} + teacher", _tg(cfgpp, solver="euler")),
+        R("karras", "karras from sigma 80", _karras(_plain())),
+        R("karras_tg", "karras from sigma 80 + teacher", _karras(_tg())),
     ]
-    runs += [R(f"lam{v:g}", f"lam = {v:g}", _tg(lam=v), same_as_tg=lambda d, v=v: d["lam"] == v) for v in lams]
-    runs += [R(f"tcfg{v:g}", f"teacher CFG {v:g}", _tg(teacher_cfg=v), same_as_tg=lambda d, v=v: d["teacher_cfg"] == v)
-             for v in teacher_cfgs]
+    runs += [R(f"lam{v:g}", f"lam = {v:g}", _tg(lam=v)) for v in lams]
+    runs += [R(f"tcfg{v:g}", f"teacher CFG {v:g}", _tg(teacher_cfg=v)) for v in teacher_cfgs]
     rows = [
         Row("main", "N steps (student alone)", "plain"),
         Row("main", "N steps, 1st teacher-guided (N+1 NFE)", "tg", "plain"),
@@ -171,10 +154,6 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
     rows += [Row("lam", f"lam = {v:g}", f"lam{v:g}", "plain") for v in lams]
     rows += [Row("teacher CFG", f"teacher CFG {v:g}", f"tcfg{v:g}", "plain") for v in teacher_cfgs]
     return runs, rows
-
-
-def _wrap(make: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
-    return lambda s, t: make(s)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -227,19 +206,20 @@ class Scorer:
 
 
 def sample_run(run: Run, student: Any, teacher: Any, cond: dict, uncond: dict, seeds: list[int]) -> Any:
-    """Samples ``[n, 1, 8, 8]`` of one configuration (``tgsample.sample``)."""
+    """Samples ``[n, 1, 8, 8]`` of one configuration: ``tgsample.sample`` with its recipe."""
     from ..sampling import sample
 
-    d = student.defaults
-    model = teacher if run.model == "teacher" else student
-    kw: dict[str, Any] = {}
-    steps = d["steps"] + run.steps if run.steps is not None else d["steps"]
-    if run.schedule is not None:
-        kw.update(schedule=run.schedule, steps=steps, **run.schedule_options)
-    else:
-        kw.update(steps=steps)
-    return sample(model, cond, uncond=uncond, seeds=seeds, solver=run.solver,
-                  guidance=run.guidance(student, teacher), **kw)
+    recipe = run.recipe(student.recipes[""], student.recipes["++"])
+    return sample(student, cond, uncond=uncond, seeds=seeds, recipe=recipe, teacher=teacher)
+
+
+def published(student: Any) -> dict:
+    """The student's published settings the tables quote, read from its recipes."""
+    plain, guided = student.recipes[""], student.recipes["++"]
+    g = guided.guidance
+    return {"sigmas": list(plain.sigmas), "steps": len(plain.sigmas) - 1, "solver": plain.solver,
+            "w": plain.guidance["scale"], "lam": g["lam"], "renoise": g["renoise"], "teacher_cfg": g["teacher_cfg"],
+            "guided_steps": g["guided_steps"]}
 
 
 def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n: int = 1000, seed: int = 0,
@@ -270,30 +250,34 @@ def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n:
     t_reps = replicates if teacher_replicates is None else min(teacher_replicates, replicates)
     total = sum(replicates * len(runs) for _ in students) + t_reps
     bar = tqdm(total=total, desc="bench quality", unit="run", disable=not progress)
-    # the ceiling: the teacher, many steps, with its own default CFG scale
-    w0 = float((getattr(teacher, "defaults", {}) or {}).get("guidance", {}).get("scale", 1.0))
-    from ..guidance import CFG
+    # the ceiling: the teacher with its own recipe, on teacher_steps steps
+    from ..resolve import resolve
     from ..sampling import sample
 
+    ceiling = resolve(teacher, steps=teacher_steps)
     tres = []
     for r in range(t_reps):
         seeds = [seed + r * n + i for i in range(n)]
         t0 = time.perf_counter()
-        x = sample(teacher, cond, uncond=uncond, seeds=seeds, solver="euler", schedule="karras",
-                   steps=teacher_steps, guidance=CFG(w0))
+        x = sample(teacher, cond, uncond=uncond, seeds=seeds, run=ceiling)
         dt = time.perf_counter() - t0
         m = int(scorer.floor["n"])  # the same score on the floor's sample size (FD is biased ~1/n)
         tres.append({**scorer(x, labels), "time": dt, "FD_at_floor_n": scorer(x[:m], labels[:m])["FD"]})
         bar.update(1)
-    out["teacher"] = None if not tres else {"label": f"teacher, {teacher_steps} Euler steps (karras), CFG {w0:g}", "results": tres}
+    c = ceiling.as_dict()
+    own = f"CFG {c['guidance']['scale']:g}" if c["guidance"]["name"] == "cfg" else c["guidance"]["name"]
+    label = f"teacher, {c['steps']} {c['solver'].capitalize()} steps ({c['schedule']}), {own}"
+    out["teacher"] = None if not tres else {"label": label, "results": tres}
     for name, student in students.items():
         res: dict[str, list[dict]] = {run.key: [] for run in runs}
-        todo = []
-        for run in runs:  # a sweep value equal to the default is the default guided run: score it once
-            if run.same_as_tg is not None and "tg" in res and run.same_as_tg(student.defaults):
-                res[run.key] = res["tg"]
+        todo, seen = [], {}
+        for run in runs:  # a configuration equal to an earlier one (a sweep value at the default): score it once
+            recipe = run.recipe(student.recipes[""], student.recipes["++"])
+            if recipe in seen:
+                res[run.key] = res[seen[recipe]]
                 bar.update(replicates)
             else:
+                seen[recipe] = run.key
                 todo.append(run)
         for r in range(replicates):
             seeds = [seed + r * n + i for i in range(n)]
@@ -302,9 +286,8 @@ def evaluate(students: dict[str, Any], teacher: Any, *, replicates: int = 10, n:
                 x = sample_run(run, student, teacher, cond, uncond, seeds)
                 res[run.key].append({**scorer(x, labels), "time": time.perf_counter() - t0})
                 bar.update(1)
-        d = student.defaults
-        out["students"][name] = {"results": res, "defaults": {k: d[k] for k in ("sigmas", "steps", "solver", "w",
-                                                                                "lam", "renoise", "teacher_cfg")},
+        out["students"][name] = {"results": res, "published": published(student),
+                                 "recipes": {v: r.as_dict() for v, r in student.recipes.items()},
                                  "params": sum(p.numel() for p in student.denoiser.parameters())}
     bar.close()
     return out
@@ -345,10 +328,11 @@ def markdown(result: dict, command: str = "") -> str:
             lines.append(f"| the same teacher samples, first {f['n']} of each replicate (the floor's n) | "
                          f"{fm:.3f} ± {fmh:.3f} | | |")
     for name, s in result["students"].items():
-        d = s["defaults"]
+        d = s["published"]
+        guided = "first step" if d["guided_steps"] == 1 else f"guided steps {d['guided_steps']}"
         lines += ["", f"Student `{name}` ({s['params']:,} parameters): own schedule {d['sigmas']}, {d['steps']} steps, "
                   f"solver {d['solver']}, w = {d['w']}; teacher guidance: lam = {d['lam']}, renoise {d['renoise']}, "
-                  f"teacher CFG {d['teacher_cfg']}, first step."]
+                  f"teacher CFG {d['teacher_cfg']}, {guided}."]
     tables: dict[str, list[dict]] = {}
     for row in result["rows"]:
         tables.setdefault(row["table"], []).append(row)

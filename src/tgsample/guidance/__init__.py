@@ -1,11 +1,14 @@
-"""Guidances: what a solver's model evaluation returns (see :mod:`tgsample.guidance.base`)."""
+"""Guidances: what a solver's model evaluation returns (see :mod:`tgsample.guidance.base`), and
+guidance specs (:mod:`tgsample.guidance.spec`: YAML / dicts to objects and back)."""
 
-from .base import Estimate, Guidance, StepContext, denoise, denoise_pair
-from .cfg import CFG, CFGPP, DistilledCFG, NoGuidance
+from .base import Estimate, Guidance, StepContext, denoise, denoise_pair, is_guidance, require_uncond
+from .cfg import CFG, CFGPP, DistilledCFG, NoGuidance, check_finite, check_unit
 from .interval import Interval
+from .spec import build, model_part, part, to_spec
 from .teacher import NOISE_MODES, RENOISE_SCHEDULES, TeacherGuidance
 
 __all__ = [
     "CFG", "CFGPP", "DistilledCFG", "Estimate", "Guidance", "Interval", "NOISE_MODES", "NoGuidance",
-    "RENOISE_SCHEDULES", "StepContext", "TeacherGuidance", "denoise", "denoise_pair",
+    "RENOISE_SCHEDULES", "StepContext", "TeacherGuidance", "build", "check_finite", "check_unit", "denoise",
+    "denoise_pair", "is_guidance", "model_part", "part", "require_uncond", "to_spec",
 ]

@@ -1,4 +1,4 @@
-"""The ``Guidance`` protocol: what a guidance receives and what it returns.
+"""The guidance contract: what a guidance receives (:class:`StepContext`) and returns (:class:`Estimate`).
 
 A solver step needs two x0 estimates (docs: Concepts):
 
@@ -8,20 +8,28 @@ A solver step needs two x0 estimates (docs: Concepts):
 
 Plain sampling and CFG return the same tensor twice; CFG++ and teacher guidance are
 the cases where they differ. One solver implementation therefore serves all guidances.
+
+The solver side (:class:`tgsample.solvers.GuidedModel`) guarantees one form: ``sigma`` and
+``ctx.sigma_next`` are per-sample tensors of shape ``[B]`` in ``x``'s dtype and device. What a
+guidance needs from the solver it declares with two flags (``needs_step``, ``splits_direction``);
+solvers declare what they provide, and a mismatch is refused once, before sampling starts
+(:func:`tgsample.solvers.check_solver`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import Tensor
 
-from ..errors import NonFiniteError, ShapeMismatchError
+from ..errors import ConfigError, NonFiniteError, ShapeMismatchError, UnsupportedGuidanceError
 from ..noise import NoiseStreams
 
 Cond = Mapping[str, Any]
+
+__all__ = ["Cond", "Estimate", "Guidance", "StepContext", "denoise", "denoise_pair", "is_guidance", "require_uncond"]
 
 
 @dataclass(frozen=True)
@@ -39,52 +47,100 @@ class Estimate:
 
 @dataclass(frozen=True)
 class StepContext:
-    """What a solver knows at a model evaluation.
+    """What a solver knows at a model evaluation (the guidance's ``sigma`` argument is the level itself).
 
     Attributes:
         cond, uncond: conditioning dicts (batch-first tensors), passed to the denoiser as keywords.
-        index: the step number ``i`` (``None`` under a stock k-diffusion sampler, which has none).
+        index: the step number ``i`` (``None`` where the solver provides none, e.g. k-diffusion's samplers).
+        sigma_next: ``sigma_{i+1}`` per sample, shape ``[B]`` like ``sigma`` (``None`` where unknown).
+            A two-stage solver gives the step's ``sigma_{i+1}`` at both stages.
         sigmas: the whole schedule (``None`` where unknown).
-        noise: the per-sample random streams (``None``: draws are refused).
+        streams: the per-sample random streams (``None``: draws are refused).
         stage: the evaluation within a step (0, or 1 for the second stage of a two-stage solver).
+        state: per-run scratch space for stateful guidances (:meth:`scratch`); one dict per sampling run.
     """
 
     cond: Cond
     uncond: Optional[Cond] = None
     index: Optional[int] = None
+    sigma_next: Optional[Tensor] = None
     sigmas: Optional[Tensor] = None
-    noise: Optional[NoiseStreams] = None
+    streams: Optional[NoiseStreams] = None
     stage: int = 0
-
-    @property
-    def sigma_next(self) -> Optional[Tensor]:
-        """``sigma_{i+1}``, the next level on the schedule (``None`` where unknown)."""
-        if self.index is None or self.sigmas is None:
-            return None
-        return self.sigmas[self.index + 1]
+    state: Optional[dict] = None
 
     def with_cond(self, cond: Cond, uncond: Optional[Cond] = None) -> "StepContext":
-        """A copy with other conditioning (e.g. a teacher's), the step, schedule and noise unchanged."""
+        """A copy with other conditioning (e.g. a teacher's), everything else unchanged."""
         return replace(self, cond=cond, uncond=uncond)
 
+    def scratch(self, owner: Any) -> dict:
+        """``owner``'s own dict in this run's scratch state: empty at the run's first evaluation, kept
+        across its steps, gone with the run (APG's momentum lives here)."""
+        if self.state is None:
+            raise ConfigError(f"{type(owner).__name__} keeps state across steps, but this context has no per-run "
+                              "state: evaluate it through tgsample.GuidedModel (tgsample.sample does)")
+        return self.state.setdefault(id(owner), {})
 
-@runtime_checkable
-class Guidance(Protocol):
-    """A guidance turns one model evaluation into an :class:`Estimate`.
+    def require_step(self, who: str) -> int:
+        """``index``, or :class:`UnsupportedGuidanceError` saying ``who`` needs the step (and ``sigma_next``)."""
+        if self.index is None or self.sigmas is None:
+            raise UnsupportedGuidanceError(
+                f"{who} needs the step number and the schedule, which this solver does not provide; sample "
+                "through tgsample.sample, which checks the solver first and names the ones that can")
+        return self.index
 
-    Implement ``__call__(model, x, sigma, ctx) -> Estimate`` and set the two flags:
+
+def require_uncond(ctx: StepContext, who: str) -> Cond:
+    """``ctx.uncond``, or :class:`ConfigError` saying ``who`` needs one (the message plugins should use)."""
+    if ctx.uncond is None:
+        raise ConfigError(f"{who} needs an unconditional input: pass uncond=... (e.g. the empty prompt or the null class)")
+    return ctx.uncond
+
+
+class Guidance:
+    """Base class of guidances: turn one model evaluation into an :class:`Estimate`.
+
+    Implement ``__call__(model, x, sigma, ctx) -> Estimate`` (``sigma`` is ``[B]``) and, where they
+    apply, set the two flags:
 
     * ``needs_step`` -- it reads ``ctx.index`` / ``ctx.sigma_next`` (step-aware guidances);
     * ``splits_direction`` -- its ``direction`` can differ from its ``denoised``.
 
-    Stock k-diffusion samplers can run only guidances with both flags false.
-    Subclassing this protocol gives both flags the default ``False``.
+    Stock k-diffusion samplers can run only guidances with both flags false. Write a guidance
+    as a ``@dataclass(frozen=True)``: its fields are its parameters (:func:`tgsample.guidance.spec.part`
+    marks nested guidances, :func:`~tgsample.guidance.spec.model_part` a teacher), so YAML specs,
+    ``repr``, equality and :meth:`to_spec` come for free. Override :meth:`check` to refuse a schedule
+    before sampling starts.
     """
 
     needs_step: bool = False
     splits_direction: bool = False
 
-    def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate: ...
+    def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
+        raise NotImplementedError
+
+    def to_spec(self) -> dict:
+        """``{"name": ..., **parameters}``, nested guidances as specs (:func:`tgsample.guidance.spec.to_spec`)."""
+        from .spec import to_spec
+
+        return to_spec(self)
+
+    def check(self, sigmas: Tensor) -> None:
+        """Raise :class:`ConfigError` if this guidance cannot run on the schedule ``sigmas`` (called once,
+        before sampling). The default checks the nested guidances."""
+        from .spec import parts
+
+        for p in parts(self):
+            if hasattr(p, "check"):
+                p.check(sigmas)
+
+
+def is_guidance(obj: Any) -> bool:
+    """A :class:`Guidance` instance, or a duck-typed one: callable with ``needs_step`` and ``splits_direction``."""
+    if isinstance(obj, type):
+        return False
+    return isinstance(obj, Guidance) or (callable(obj) and hasattr(obj, "needs_step")
+                                         and hasattr(obj, "splits_direction"))
 
 
 def _checked(out: Tensor, x: Tensor, model: Any, sigma: Tensor) -> Tensor:
@@ -96,10 +152,15 @@ def _checked(out: Tensor, x: Tensor, model: Any, sigma: Tensor) -> Tensor:
     if not torch.isfinite(out).all():
         bad = (~torch.isfinite(out)).flatten(1).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(
-            f"{type(model).__name__} returned NaN or inf at sigma={sigma.flatten()[:4].tolist()} "
+            f"{type(model).__name__} returned NaN or inf at sigma={sigma[:4].tolist()} "
             f"for batch rows {bad[:8]}; outputs must be finite"
         )
     return out
+
+
+def _model(model: Any) -> Any:
+    """A registered :class:`~tgsample.models.Model` stands for its denoiser."""
+    return getattr(model, "denoiser", model)
 
 
 def denoise(model: Any, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
@@ -107,6 +168,7 @@ def denoise(model: Any, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
 
     Raises :class:`ShapeMismatchError` or :class:`NonFiniteError` on a bad output.
     """
+    model = _model(model)
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
     return _checked(model(x, sigma, **cond), x, model, sigma)
 
@@ -125,3 +187,10 @@ def denoise_pair(model: Any, x: Tensor, sigma: Tensor, cond: Cond, uncond: Cond)
     both = {k: _cat(cond.get(k, uncond.get(k)), uncond.get(k, cond.get(k)), b) for k in keys}
     out = denoise(model, torch.cat([x, x]), torch.cat([sigma, sigma]), both)
     return out[:b], out[b:]
+
+
+def frozen_set(obj: Any, **values: Any) -> None:
+    """Set attributes of a frozen dataclass in its ``__post_init__`` (normalised parameters)."""
+    for k, v in values.items():
+        object.__setattr__(obj, k, v)
+

@@ -2,61 +2,71 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from .. import math as M
 from ..errors import ConfigError
-from .base import Estimate, Guidance, StepContext, denoise, denoise_pair
+from .base import Estimate, Guidance, StepContext, denoise, denoise_pair, frozen_set, require_uncond
+from .spec import part
+
+__all__ = ["CFG", "CFGPP", "DistilledCFG", "NoGuidance", "check_finite", "check_unit"]
 
 
-def check_unit(name: str, value: float) -> float:
-    """Validate a strength in ``[0, 1]``."""
-    value = float(value)
+def check_unit(name: str, value: Any) -> float:
+    """``value`` as a float after checking it is a strength in ``[0, 1]`` (:class:`ConfigError` naming ``name``)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} must be a number in [0, 1]") from None
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}={value!r} is outside the allowed range [0, 1]")
     return value
 
 
-def _need_uncond(ctx: StepContext, who: str) -> None:
-    if ctx.uncond is None:
-        raise ConfigError(f"{who} needs an unconditional input: pass uncond=... (e.g. the empty prompt or the null class)")
+def check_finite(name: str, value: Any) -> float:
+    """``value`` as a float after checking it is a finite number (:class:`ConfigError` naming ``name``)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} must be a finite number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
+    return value
 
 
+@dataclass(frozen=True)
 class NoGuidance(Guidance):
     """The conditional denoiser alone: ``denoised = direction = D_c``."""
 
     def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
         return Estimate.same(denoise(model, x, sigma, ctx.cond))
 
-    def __repr__(self) -> str:
-        return "NoGuidance()"
 
-
+@dataclass(frozen=True)
 class CFG(Guidance):
     """Classifier-free guidance: ``denoised = direction = D_u + w (D_c - D_u)``.
 
     Cond and uncond are evaluated in one batched call; ``w = 1`` makes one conditional call.
     """
 
-    def __init__(self, scale: float = 7.5):
-        self.scale = float(scale)
-        if not torch.isfinite(torch.tensor(self.scale)):
-            raise ConfigError(f"CFG scale={scale!r} must be a finite number")
+    scale: float = 7.5
+
+    def __post_init__(self) -> None:
+        frozen_set(self, scale=check_finite("CFG scale", self.scale))
 
     def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
         if self.scale == 1.0:
             return Estimate.same(denoise(model, x, sigma, ctx.cond))
-        _need_uncond(ctx, "CFG")
-        d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, ctx.uncond)
+        d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, require_uncond(ctx, "CFG"))
         return Estimate.same(M.cfg(d_u, d_c, self.scale))
 
-    def __repr__(self) -> str:
-        return f"CFG(scale={self.scale})"
 
-
+@dataclass(frozen=True)
 class CFGPP(Guidance):
     """CFG++ (Chung et al. 2024): ``denoised = D_u + lam (D_c - D_u)``, ``direction = D_u``.
 
@@ -64,35 +74,46 @@ class CFGPP(Guidance):
     ``lam = 0`` follows the unconditional trajectory and ``lam = 1`` is *not* the conditional sampler.
     """
 
+    lam: float = 0.6
     splits_direction = True
 
-    def __init__(self, lam: float = 0.6):
-        self.lam = check_unit("CFG++ lam", lam)
+    def __post_init__(self) -> None:
+        frozen_set(self, lam=check_unit("CFG++ lam", self.lam))
 
     def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
-        _need_uncond(ctx, "CFG++")
-        d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, ctx.uncond)
+        d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, require_uncond(ctx, "CFG++"))
         return Estimate(M.cfg(d_u, d_c, self.lam), d_u)
 
-    def __repr__(self) -> str:
-        return f"CFGPP(lam={self.lam})"
 
-
+@dataclass(frozen=True)
 class DistilledCFG(Guidance):
     """Guidance folded into a guided-distillation student (Meng et al. 2023, arXiv 2210.03142).
 
     The student takes the guidance scale ``w`` as an input, so any ``w`` costs one model call:
     ``D = D_student(x, sigma, cond, w)``. The scale is passed to the denoiser as the
-    conditioning key ``key`` (a ``[B]`` tensor); LCM-style students embed ``w - 1``.
+    conditioning key ``key`` (a ``[B]`` tensor, on cond and uncond); LCM-style students embed ``w - 1``.
+    ``inner`` is the guidance evaluated with that input (default: the conditional denoiser alone),
+    e.g. ``DistilledCFG(1.0, inner=CFG(2.0))`` is CFG on the student at ``w = 1``.
     """
 
-    def __init__(self, scale: float = 8.0, key: str = "guidance_scale"):
-        self.scale = float(scale)
-        self.key = key
+    scale: float = 8.0
+    key: str = "guidance_scale"
+    inner: Optional[Guidance] = part()
+
+    def __post_init__(self) -> None:
+        frozen_set(self, scale=check_finite("DistilledCFG scale", self.scale))
+
+    @property
+    def needs_step(self) -> bool:  # type: ignore[override]
+        return bool(self.inner is not None and self.inner.needs_step)
+
+    @property
+    def splits_direction(self) -> bool:  # type: ignore[override]
+        return bool(self.inner is not None and self.inner.splits_direction)
 
     def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
         w = torch.full((x.shape[0],), self.scale, dtype=x.dtype, device=x.device)
-        return Estimate.same(denoise(model, x, sigma, {**ctx.cond, self.key: w}))
-
-    def __repr__(self) -> str:
-        return f"DistilledCFG(scale={self.scale}, key={self.key!r})"
+        if self.inner is None:
+            return Estimate.same(denoise(model, x, sigma, {**ctx.cond, self.key: w}))
+        with_w = ctx.with_cond({**ctx.cond, self.key: w}, None if ctx.uncond is None else {**ctx.uncond, self.key: w})
+        return self.inner(model, x, sigma, with_w)

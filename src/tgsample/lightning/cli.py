@@ -1,6 +1,6 @@
 """``tgsample generate``: batch generation on LightningCLI (jsonargparse).
 
-    tgsample generate                                  # the embedded default (see tgsample.models.DEFAULT)
+    tgsample generate                                  # the embedded default (tgsample.models.DEFAULT_JOB)
     tgsample generate --model.preset digits++ --data.prompts '[0,1,2,3]' --data.seeds 4
     tgsample generate --config configs/digits++.yaml --trainer.devices 2 --trainer.strategy ddp
     tgsample generate --config configs/digits++.yaml --print_config      # the full resolved config
@@ -123,6 +123,12 @@ USAGE = ("tgsample generate [--config FILE] [--print_config] [--model.* ...]\n"
          "                         [--data.* ...] [--output.* ...] [--trainer.* ...]")
 
 
+def _variants(names: list[str]) -> list[str]:
+    """``["a", "a++", "b"]`` -> ``["a[++]", "b"]`` (a preset and its teacher-guided variant in one word)."""
+    every = set(names)
+    return [f"{n}[++]" if f"{n}++" in every else n for n in names if not (n.endswith("++") and n[:-2] in every)]
+
+
 def _metavar(name: str) -> str:
     """A short placeholder for an option's value, so that most options fit on one help line."""
     if name.endswith("_options"):
@@ -162,7 +168,7 @@ class GenerateCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(GenerationWriter, "output")
         from .. import presets
-        from ..models import DEFAULT
+        from ..models import DEFAULT_JOB
 
         for key, title in GROUPS.items():
             parser.groups[key].title, parser.groups[key].description = title, None
@@ -173,22 +179,23 @@ class GenerateCLI(LightningCLI):
                 action.help = "print the resolved config (YAML) and exit"
             elif action.dest == "model.preset":
                 action.help = (f"named settings; the default, when neither --model.preset nor --model.student is "
-                               f"given: {DEFAULT['preset']}. Presets: {', '.join(sorted(presets.PRESETS))}")
+                               f"given: {DEFAULT_JOB['preset']}. Presets (NAME[++]: also NAME++, with teacher "
+                               f"guidance): {', '.join(_variants(presets.names()))}")
             elif isinstance(action.help, str) and action.help != argparse.SUPPRESS:
                 action.help = _plain(action.help)
             if action.metavar is None and action.option_strings and action.dest.split(".")[0] in GROUPS:
                 action.metavar = _metavar(action.dest.split(".")[-1])
 
     def before_instantiate_classes(self) -> None:
-        """The embedded default (:data:`tgsample.models.DEFAULT`) for what was not given."""
-        from ..models import DEFAULT
+        """The embedded default (:data:`tgsample.models.DEFAULT_JOB`) for what was not given."""
+        from ..models import DEFAULT_JOB
 
         model, data = self.config["model"], self.config["data"]
         if model.get("preset") is None and model.get("student") is None:
-            model["preset"] = DEFAULT["preset"]
+            model["preset"] = DEFAULT_JOB["preset"]
             if data.get("prompt_file") is None and data.get("prompts") is None:  # the example records
-                data["prompts"] = list(DEFAULT["prompts"])
-                data["seeds"] = DEFAULT["seeds"] if data.get("seeds") is None else data["seeds"]
+                data["prompts"] = list(DEFAULT_JOB["prompts"])
+                data["seeds"] = DEFAULT_JOB["seeds"] if data.get("seeds") is None else data["seeds"]
 
 
 def build_cli(argv: Optional[list[str]] = None) -> GenerateCLI:

@@ -15,7 +15,6 @@ cost of batching's speed-up (small on CPU; on GPUs set it to ``False`` for throu
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import time
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
@@ -26,37 +25,21 @@ from torch import Tensor
 
 from .. import presets, registry
 from ..errors import ConfigError, ShapeMismatchError, TgsampleError
-from ..sampling import resolve_guidance, resolve_sigmas, sample
+from ..recipes import FIELDS, Recipe, published, settle
+from ..resolve import Run, build_teacher, resolve, validate
+from ..sampling import sample
 from .data import Record
 from .identity import config_hash, fingerprint, without_locations
 
 __all__ = ["GenerationModule", "config_hash", "to_uint8"]
 
+#: the settings that name the models (the rest are the recipe's fields).
+MODEL_KEYS = ("preset", "student", "student_options")
+
 
 def to_uint8(images: Tensor) -> Tensor:
     """Images ``[B, C, H, W]`` in ``[0, 1]`` -> ``uint8 [B, H, W, C]`` on the CPU (``round(255 x)``)."""
     return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-
-
-def _with_teacher(spec: Any, teacher: Any) -> Any:
-    """``spec`` with the built teacher's denoiser put into every ``{"name": "teacher"}`` mapping."""
-    if isinstance(spec, Mapping):
-        out = {k: _with_teacher(v, teacher) for k, v in spec.items()}
-        if out.get("name") == "teacher" and not hasattr(out.get("teacher"), "forward"):
-            if teacher is None:
-                raise ConfigError("guidance 'teacher' needs a teacher model: set teacher=<teachers registry name> "
-                                  f"(available: {', '.join(registry.names('teachers'))})")
-            out["teacher"] = teacher.denoiser
-        return out
-    return spec
-
-
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _to(cond: Optional[Mapping[str, Any]], device: torch.device) -> Optional[dict]:
@@ -65,16 +48,24 @@ def _to(cond: Optional[Mapping[str, Any]], device: torch.device) -> Optional[dic
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in cond.items()}
 
 
+def _key(overrides: Mapping[str, Any]) -> str:
+    return json.dumps(overrides, sort_keys=True, default=str)
+
+
 class GenerationModule(LightningModule):
-    """Sampling settings (a preset plus explicit overrides) and the models they name.
+    """Sampling settings (a preset or a student's recipe, plus explicit overrides) and the models they name.
+
+    The settings are resolved with the one precedence rule of :func:`tgsample.recipes.settle`:
+    explicit arguments > the recipe (the preset's, else the student's plain one) > library defaults.
 
     Args:
-        preset: a name in :data:`tgsample.presets.PRESETS`; the other arguments override its keys.
-        student: students registry name.
+        preset: a preset name (``tgsample list presets``): student ``NAME`` with recipe ``SUFFIX``
+            (``digits-compact++``); the other arguments override the recipe's fields.
+        student: students registry name (default: the preset's).
         student_options: keyword options of the student factory.
-        teacher: teachers registry name (needed by teacher guidance).
+        teacher: teachers registry name (what teacher guidance uses).
         teacher_options: keyword options of the teacher factory (it also gets ``student=`` if it takes one).
-        guidance: a registry name or ``{"name": ..., **options}`` (teacher guidance gets the built teacher).
+        guidance: a guidance spec: a registry name or ``{"name": ..., **options}``, nestable.
         solver: solvers registry name.
         solver_options: the solver's keyword options (``eta``, ``gamma``, ...).
         schedule: schedules registry name.
@@ -91,30 +82,82 @@ class GenerationModule(LightningModule):
                  schedule: Optional[str] = None, schedule_options: Optional[dict] = None,
                  steps: Optional[int] = None, sigmas: Optional[list[float]] = None, batch_invariant: bool = True):
         super().__init__()
-        self.settings = presets.resolve(
-            preset, student=student, student_options=student_options, teacher=teacher,
-            teacher_options=teacher_options, guidance=guidance, solver=solver, solver_options=solver_options,
-            schedule=schedule, schedule_options=schedule_options, steps=steps, sigmas=sigmas)
-        if not self.settings["student"]:
-            raise ConfigError(f"no student: set preset=... (--model.preset; one of {', '.join(sorted(presets.PRESETS))}) "
+        explicit = dict(teacher=teacher, teacher_options=teacher_options, guidance=guidance, solver=solver,
+                        solver_options=solver_options, schedule=schedule, schedule_options=schedule_options,
+                        steps=steps, sigmas=sigmas)
+        recipe: Optional[Recipe] = None
+        if preset is not None:
+            chosen = presets.get(preset)
+            if student is not None and student != chosen.student:
+                raise ConfigError(f"preset {preset!r} runs student {chosen.student!r}, but student={student!r} was "
+                                  "given; drop one of them")
+            student, recipe = chosen.student, chosen.recipe
+        if not student:
+            raise ConfigError(f"no student: set preset=... (--model.preset; one of {', '.join(presets.names())}) "
                               f"or student=... (--model.student; one of {', '.join(registry.names('students'))})")
-        self._check_names()
+        if recipe is None and student in registry.names("recipes"):
+            recipe = published(student).get("")
         self.preset = preset
+        self.recipe = recipe
+        settled = Recipe(**settle(recipe, **explicit)).as_dict()  # plain data: what run.json records
+        settled.pop("note")
+        self.settings = {"preset": preset, "student": student, "student_options": dict(student_options or {}),
+                         **settled}
         self.batch_invariant = bool(batch_invariant)
         self._models: Optional[tuple[Any, Any]] = None  # (student Model, teacher Model or None); not submodules
-        self._plans: dict[str, tuple] = {}
-
-    def _check_names(self) -> None:
-        """Unknown registry names fail now (listing what is available), not after the models are built."""
-        s = self.settings
-        for kind, key in (("students", "student"), ("teachers", "teacher"), ("solvers", "solver"),
-                          ("schedules", "schedule")):
-            if s[key] is not None:
-                registry.get(kind, s[key])
-        for spec in _guidance_names(s["guidance"]):
-            registry.get("guidance", spec)
+        self._runs: dict[str, Run] = {}
+        self.check()
 
     # --- configuration -------------------------------------------------------------------
+
+    def recipe_settings(self, overrides: Optional[Mapping[str, Any]] = None) -> dict:
+        """The run's recipe fields, with a record's ``overrides`` applied by the same precedence rule."""
+        base = {k: self.settings[k] for k in FIELDS if k in self.settings}
+        if not overrides:
+            return base
+        return {k: v for k, v in settle(Recipe(**base), **overrides).items() if k in base}
+
+    def check(self, overrides: Optional[Mapping[str, Any]] = None) -> dict:
+        """Refuse bad settings before any model is built or file written (no weights needed): unknown names,
+        options a component does not take, a bad guidance spec or parameter, teacher guidance without a
+        teacher, guided steps the schedule does not have, a solver that cannot run the guidance. Give a
+        record's ``overrides`` to check those too. Returns the settled recipe fields; raises a
+        :class:`~tgsample.errors.TgsampleError` naming the bad value."""
+        registry.check_create("students", self.settings["student"], self.settings["student_options"])
+        return validate(None, Recipe(**self.recipe_settings(overrides)))
+
+    def check_records(self, records: Sequence[Record]) -> None:
+        """Validate every distinct setting of ``records`` once the models are built, before anything is
+        written, without sampling: for each, :meth:`check` (names, options, guidance spec), then its run
+        (:meth:`run_for`: sigmas, solver, guidance checked against both), then the run once with every
+        network replaced by zeros (no network is called), so that what a solver or guidance checks only
+        while sampling (an option value out of range, a plugin's own check) fails now too. Also checks that
+        each teacher's sample shape is the student's. Raises a :class:`~tgsample.errors.TgsampleError`
+        naming the first record with the bad setting."""
+        student = self.student
+        seen: set[str] = set()
+        for record in records:
+            key = _key(record.overrides)
+            if key in seen:
+                continue
+            seen.add(key)
+            where = f"record {record.id!r}" + (f" (overrides {record.overrides})" if record.overrides else "")
+            try:
+                self.check(record.overrides)
+                run = self.run_for(record.overrides)
+                for teacher in {id(t): t for t in (self.teacher, run.teacher) if t is not None}.values():
+                    shape = getattr(teacher, "sample_shape", None)
+                    if shape is not None and tuple(shape) != tuple(student.sample_shape):
+                        raise ShapeMismatchError(
+                            f"teacher {getattr(teacher, 'name', '?')!r} makes samples of shape {tuple(shape)} but "
+                            f"student {student.name!r} {tuple(student.sample_shape)}; teacher guidance needs the "
+                            "same sample shape")
+                with _zero_networks(student, self.teacher, run.teacher):
+                    sample(student, {}, uncond={}, seeds=[0], run=run)
+            except TgsampleError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            except Exception as exc:  # a setting that cannot run (a plugin's own check, a bad option value)
+                raise ConfigError(f"{where}: these settings cannot run: {type(exc).__name__}: {exc}") from None
 
     def generation_config(self, precision: Any = None) -> dict:
         """What decides the pixels: the settings without weight locations, once the models are built a
@@ -130,24 +173,33 @@ class GenerationModule(LightningModule):
         trainer = self._trainer
         return str(trainer.precision) if trainer is not None else "32-true"
 
+    def run_for(self, overrides: Optional[Mapping[str, Any]] = None) -> Run:
+        """The resolved run (sigmas, solver, guidance, teacher) of the settings with ``overrides``, built once."""
+        key = _key(overrides or {})
+        run = self._runs.get(key)
+        if run is None:
+            recipe = Recipe(**self.recipe_settings(overrides))
+            same_teacher = recipe.teacher is not None and recipe.teacher == self.settings["teacher"]
+            # the run's teacher was built once in configure_model; a teacher named in a spec is built here
+            run = resolve(self.student, recipe, teacher=self.teacher if same_teacher else None)
+            self._runs[key] = run
+        return run
+
     def record_settings(self, record: Record) -> dict:
-        """The settings of one record: the run's, with the record's overrides."""
-        return {**self.settings, **record.overrides} if record.overrides else self.settings
+        """What a manifest entry records for ``record``: the models and the resolved run (sigmas, solver,
+        guidance with all its parameters, teacher) -- :meth:`tgsample.resolve.Run.as_dict`."""
+        return {"preset": self.preset, "student": self.settings["student"],
+                "student_options": self.settings["student_options"], **self.run_for(record.overrides).as_dict()}
 
     # --- models ------------------------------------------------------------------------
 
     def configure_model(self) -> None:
-        """Build the student (and teacher) once; later calls (a second ``predict``) keep them."""
+        """Build the student (and the run's teacher, with ``student=``) once; later calls keep them."""
         if self._models is not None:
             return
         s = self.settings
-        student = registry.create("students", s["student"], **(s["student_options"] or {}))
-        teacher = None
-        if s["teacher"] is not None:
-            options = dict(s["teacher_options"] or {})
-            if _accepts(registry.get("teachers", s["teacher"]), "student"):
-                options.setdefault("student", student)  # zero-copy teacher (e.g. a LoRA student's base model)
-            teacher = registry.create("teachers", s["teacher"], **options)
+        student = registry.create("students", s["student"], **s["student_options"])
+        teacher = build_teacher(s["teacher"], student, s["teacher_options"]) if s["teacher"] is not None else None
         for m in (student, teacher):
             if m is not None:
                 m.denoiser.eval().requires_grad_(False)
@@ -167,73 +219,17 @@ class GenerationModule(LightningModule):
     def teacher(self) -> Any:
         return None if self._models is None else self._models[1]
 
-    def _plan(self, settings: Mapping[str, Any]) -> tuple:
-        """``(sigmas, solver, guidance, solver_options)`` for ``settings``, built once per distinct settings."""
-        key = json.dumps(settings, sort_keys=True, default=str)
-        plan = self._plans.get(key)
-        if plan is None:
-            model = self.student
-            defaults = model.defaults or {}
-            sigmas, schedule, steps = settings["sigmas"], settings["schedule"], settings["steps"]
-            if sigmas is not None and (schedule is not None or steps is not None):
-                raise ConfigError(f"give either sigmas={sigmas} or schedule/steps (schedule={schedule!r}, "
-                                  f"steps={steps!r}), not both")
-            if sigmas is None and schedule is None and steps is None and defaults.get("sigmas") is not None:
-                sigmas = defaults["sigmas"]  # the student's own explicit schedule
-            sig = resolve_sigmas(model, sigmas, schedule, steps, **(settings["schedule_options"] or {}))
-            spec = settings["guidance"] if settings["guidance"] is not None else defaults.get("guidance")
-            guidance = resolve_guidance(_with_teacher(spec, self.teacher))
-            solver = settings["solver"] or defaults.get("solver", "euler")
-            plan = (sig, solver, guidance, dict(settings["solver_options"] or {}))
-            self._plans[key] = plan
-        return plan
-
-    def check(self, records: Sequence[Record]) -> None:
-        """Validate every distinct setting of ``records`` without sampling, before anything is written.
-
-        For each: build its plan (:meth:`_plan`: schedule, solver, guidance), check the solver's options
-        by name, then run the plan once with every network replaced by zeros (no network is called), so
-        that what a solver or guidance checks while sampling (renoising on the last step, a stock sampler
-        with step-aware guidance, an option out of range) fails now. Also checks that the teacher's sample
-        shape is the student's. Raises a :class:`~tgsample.errors.TgsampleError` naming the first record
-        with the bad setting. Needs the models (:meth:`configure_model`).
-        """
-        student, teacher = self.student, self.teacher
-        if teacher is not None and tuple(teacher.sample_shape) != tuple(student.sample_shape):
-            raise ShapeMismatchError(f"teacher {teacher.name!r} makes samples of shape {tuple(teacher.sample_shape)} "
-                                     f"but student {student.name!r} {tuple(student.sample_shape)}; teacher "
-                                     "guidance needs the same sample shape")
-        seen: set[str] = set()
-        for record in records:
-            settings = self.record_settings(record)
-            key = json.dumps(settings, sort_keys=True, default=str)
-            if key in seen:
-                continue
-            seen.add(key)
-            where = f"record {record.id!r}" + (f" (overrides {record.overrides})" if record.overrides else "")
-            try:
-                sigmas, solver, guidance, options = self._plan(settings)
-                if isinstance(solver, str):
-                    registry.create("solvers", solver, **options)  # unknown option names, with hints
-                with _zero_networks(student, teacher):
-                    sample(student, {}, uncond={}, seeds=[0], sigmas=sigmas, solver=solver, guidance=guidance,
-                           **options)
-            except TgsampleError as exc:
-                raise type(exc)(f"{where}: {exc}") from None
-            except Exception as exc:  # a setting that cannot run (a plugin's own check, a bad option value)
-                raise ConfigError(f"{where}: these settings cannot run: {type(exc).__name__}: {exc}") from None
-
     # --- generation --------------------------------------------------------------------
 
     def generate(self, records: Sequence[Record]) -> dict[str, Any]:
         """Sample ``records`` (all with the same settings) -> ``{"x": samples, "images": uint8 [B,H,W,C]}``."""
         model = self.student
-        sigmas, solver, guidance, options = self._plan(self.record_settings(records[0]))
+        run = self.run_for(records[0].overrides)
         prompts = [r.prompt for r in records]
         negatives = [r.negative for r in records]
         cond, uncond = model.encode(prompts, None if all(n is None for n in negatives) else negatives)
         x = sample(model, _to(cond, self.device), uncond=_to(uncond, self.device), seeds=[r.seed for r in records],
-                   sigmas=sigmas, solver=solver, guidance=guidance, **options)
+                   run=run)
         return {"x": x, "images": to_uint8(model.decode(x))}
 
     def _groups(self, batch: Sequence[Record]) -> list[list[Record]]:
@@ -241,7 +237,7 @@ class GenerationModule(LightningModule):
             return [[r] for r in batch]
         groups: dict[str, list[Record]] = {}
         for r in batch:
-            groups.setdefault(json.dumps(r.overrides, sort_keys=True, default=str), []).append(r)
+            groups.setdefault(_key(r.overrides), []).append(r)
         return list(groups.values())
 
     def predict_step(self, batch: Sequence[Record], batch_idx: int = 0, dataloader_idx: int = 0) -> dict[str, Any]:
@@ -279,19 +275,3 @@ def _zero_networks(*models: Any) -> Iterator[None]:
     finally:
         for d in patched:
             del d.forward
-
-
-def _guidance_names(spec: Any) -> list[str]:
-    """Every guidance registry name inside a spec (for early checking)."""
-    if spec is None:
-        return []
-    if isinstance(spec, str):
-        return [spec]
-    if isinstance(spec, Mapping):
-        out = [spec["name"]] if isinstance(spec.get("name"), str) else []
-        for key in ("student", "inner", "outside"):
-            out += _guidance_names(spec.get(key))
-        return out
-    return []
-
-

@@ -519,7 +519,7 @@ class GenerationWriter(BasePredictionWriter):
         """Every rank, once the models are built: check every setting, then rank 0 prepares the directory;
         returns the positions of the records still to generate."""
         self._install_sigterm(trainer)  # again: a plain Trainer installs Lightning's handler after setup
-        pl_module.check(records)
+        pl_module.check_records(records)
         self.config = pl_module.generation_config(trainer.precision)
         self.config_hash = config_hash(self.config)
         result: Any = None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from ..denoisers import Denoiser
+
+if TYPE_CHECKING:
+    from ..recipes import Recipe
 
 Encode = Callable[[Sequence[Any], Optional[Sequence[Any]]], "tuple[dict, Optional[dict]]"]
 
@@ -27,8 +30,9 @@ class Model:
         sample_shape: per-sample shape of ``x`` (latent shape for latent models).
         encode: ``(prompts_or_labels, negatives_or_None) -> (cond, uncond)``; batch-first dicts.
         decode: samples ``x`` -> images ``[B, C, H, W]`` in ``[0, 1]`` (identity for pixel models).
-        defaults: the model's published sampling settings, e.g. ``{"schedule": "...", "steps": 4,
-            "solver": "lcm", "guidance": {...}, "teacher": "...", "lam": 0.01}``.
+        recipes: the model's published sampling recipes, ``{variant: Recipe}`` (``""`` plain, ``"++"`` with
+            teacher guidance); for a registered student, the ones it publishes through the
+            ``tgsample.recipes`` entry points. :func:`tgsample.sample` starts from ``recipes[""]``.
     """
 
     name: str
@@ -36,7 +40,7 @@ class Model:
     sample_shape: tuple[int, ...]
     encode: Encode
     decode: Callable[[Tensor], Tensor] = _identity_decode
-    defaults: dict = field(default_factory=dict)
+    recipes: Mapping[str, "Recipe"] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, dtype: Optional[torch.dtype] = None) -> "Model":
         """Move the denoiser to ``device`` (and ``dtype``) in place; returns ``self``."""

@@ -17,15 +17,13 @@ one CFG formula of :func:`tgsample.math.cfg` is reused.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Optional
+from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from tgsample import math as M
-from tgsample.errors import ConfigError, UnsupportedGuidanceError
-from tgsample.guidance import Estimate, Guidance, StepContext, denoise, denoise_pair
+from tgsample.errors import ConfigError
+from tgsample.guidance import Estimate, Guidance, StepContext, check_finite, denoise, denoise_pair, require_uncond
 
 
 def _norm(v: Tensor) -> Tensor:
@@ -47,61 +45,50 @@ def clip_norm(v: Tensor, threshold: float) -> Tensor:
     return v * (threshold / _norm(v).clamp_min(1e-12)).clamp(max=1.0)
 
 
-def _finite(name: str, value: Any) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"APG {name}={value!r} must be a finite number")
-    return value
-
-
+@dataclass(frozen=True)
 class APG(Guidance):
     """Adaptive Projected Guidance on the x0 estimate (see the module docstring for the formula).
+
+    A dataclass: its fields are its parameters, so ``{"name": "apg", "scale": 5.0}`` in YAML, ``repr``,
+    equality and ``to_spec()`` come from tgsample.
 
     Args:
         scale: guidance scale ``w`` (as CFG's).
         eta: weight of the update's component parallel to ``D_c``, ``>= 0`` (the paper recommends 0).
         norm_threshold: ``r``, the largest allowed per-sample norm of the update (0 disables;
             its scale depends on the sample size, so it has no universal default).
-        momentum: ``beta`` in ``(-1, 1)``; the paper uses negative values (-0.5). Momentum is state
-            carried across the steps of one sampling run: it is reset at step 0, so a non-zero
-            momentum needs the step index (``needs_step``) and a tgsample solver. On two-stage
-            solvers (Heun, DPM++ 2S) every model evaluation updates it.
+        momentum: ``beta`` in ``(-1, 1)``; the paper uses negative values (-0.5). Momentum is state of one
+            sampling run: it lives in the run's scratch state (``ctx.scratch``), so every run starts
+            afresh on any solver, stock k-diffusion samplers included. On two-stage solvers (Heun,
+            DPM++ 2S) every model evaluation updates it.
     """
 
-    splits_direction = False
+    scale: float = 7.5
+    eta: float = 0.0
+    norm_threshold: float = 0.0
+    momentum: float = -0.5
 
-    def __init__(self, scale: float = 7.5, eta: float = 0.0, norm_threshold: float = 0.0, momentum: float = -0.5):
-        self.scale = _finite("scale", scale)
-        self.eta = _finite("eta", eta)
-        self.norm_threshold = _finite("norm_threshold", norm_threshold)
-        self.momentum = _finite("momentum", momentum)
+    def __post_init__(self) -> None:
+        for name in ("scale", "eta", "norm_threshold", "momentum"):
+            object.__setattr__(self, name, check_finite(f"APG {name}", getattr(self, name)))
         if self.eta < 0:
-            raise ConfigError(f"APG eta={eta!r} must be >= 0 (0 removes the parallel component, 1 keeps it)")
+            raise ConfigError(f"APG eta={self.eta!r} must be >= 0 (0 removes the parallel component, 1 keeps it)")
         if self.norm_threshold < 0:
-            raise ConfigError(f"APG norm_threshold={norm_threshold!r} must be >= 0 (0 disables the threshold)")
+            raise ConfigError(f"APG norm_threshold={self.norm_threshold!r} must be >= 0 (0 disables the threshold)")
         if not -1.0 < self.momentum < 1.0:
-            raise ConfigError(f"APG momentum={momentum!r} is outside the allowed range (-1, 1)")
-        self.needs_step = self.momentum != 0.0
-        self._average: Optional[Tensor] = None
+            raise ConfigError(f"APG momentum={self.momentum!r} is outside the allowed range (-1, 1)")
 
     def _with_momentum(self, delta: Tensor, ctx: StepContext) -> Tensor:
-        """``Delta_t = Delta + beta * Delta_{t-1}``, restarted at step 0 of each sampling run."""
-        if not self.needs_step:
+        """``Delta_t = Delta + beta * Delta_{t-1}``, with ``Delta_{t-1}`` from this run's scratch state."""
+        if self.momentum == 0.0:
             return delta
-        if ctx.index is None:
-            raise UnsupportedGuidanceError(
-                f"APG with momentum={self.momentum} needs the step index to restart its momentum at each "
-                "sampling run; use a tgsample solver (euler, heun, dpmpp_2m, ...) or momentum=0"
-            )
-        if (ctx.index == 0 and ctx.stage == 0) or self._average is None:
-            self._average = torch.zeros_like(delta)
-        elif self._average.shape != delta.shape:
-            raise ConfigError(
-                f"APG momentum state has shape {tuple(self._average.shape)} but step {ctx.index} has "
-                f"{tuple(delta.shape)}: a sampling run must start at step 0"
-            )
-        self._average = delta + self.momentum * self._average
-        return self._average
+        state = ctx.scratch(self)
+        previous = state.get("average")
+        if previous is not None and previous.shape != delta.shape:
+            raise ConfigError(f"APG momentum state has shape {tuple(previous.shape)} but this evaluation has "
+                              f"{tuple(delta.shape)}: one sampling run keeps one batch")
+        state["average"] = delta if previous is None else delta + self.momentum * previous
+        return state["average"]
 
     def update(self, d_c: Tensor, d_u: Tensor, ctx: StepContext) -> Tensor:
         """The adapted update that replaces CFG's ``D_c - D_u``."""
@@ -109,14 +96,8 @@ class APG(Guidance):
         parallel, orthogonal = project(delta, d_c)
         return orthogonal + self.eta * parallel
 
-    def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
+    def __call__(self, model, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
         if self.scale == 1.0:
             return Estimate.same(denoise(model, x, sigma, ctx.cond))
-        if ctx.uncond is None:
-            raise ConfigError("APG needs an unconditional input: pass uncond=... (e.g. the empty prompt or the null class)")
-        d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, ctx.uncond)
+        d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, require_uncond(ctx, "APG"))
         return Estimate.same(M.cfg(d_c - self.update(d_c, d_u, ctx), d_c, self.scale))
-
-    def __repr__(self) -> str:
-        return (f"APG(scale={self.scale}, eta={self.eta}, norm_threshold={self.norm_threshold}, "
-                f"momentum={self.momentum})")

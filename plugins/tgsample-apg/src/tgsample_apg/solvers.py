@@ -22,8 +22,10 @@ from torch import Tensor
 from tqdm.auto import trange
 
 from tgsample import math as M
+from tgsample.solvers import SPLIT_DIRECTION, STEP_INDEX, provides, report
 
 
+@provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_heun(model: Any, x: Tensor, sigmas: Tensor, *, callback: Optional[Callable[[dict], Any]] = None,
                 disable: Optional[bool] = None) -> Tensor:
@@ -31,8 +33,7 @@ def sample_heun(model: Any, x: Tensor, sigmas: Tensor, *, callback: Optional[Cal
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         est = model(x, sigma, i)
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": est.denoised})
+        report(callback, x, i, sigma, est)
         d = M.implied_noise(x, est.direction, sigma)
         x_euler = est.denoised + sigma_next * d
         if sigma_next == 0:

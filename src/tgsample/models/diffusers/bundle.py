@@ -137,7 +137,7 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
                offload: bool = False, compile: bool = False, allow_download: bool = False,
                variant: Optional[str] = None, clip_skip: Optional[int] = None, vae_tiling: bool = False,
                decode_batch_size: Optional[int] = None, encoder: Optional[PromptEncoder] = None,
-               defaults: Optional[dict] = None) -> DiffusersModel:
+               recipes: Optional[dict] = None) -> DiffusersModel:
     """Load an SD 1.x / SDXL diffusers pipeline (directory or cached hub id) as a :class:`DiffusersModel`.
 
     Args:
@@ -164,7 +164,7 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
         vae_tiling: tiled VAE decoding.
         decode_batch_size: decode in chunks of this many latents.
         encoder: reuse this prompt encoder instead of loading the pipeline's text encoders.
-        defaults: the model's published sampling settings (``Model.defaults``).
+        recipes: the model's published sampling recipes (``Model.recipes``, ``{variant: Recipe}``).
     """
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
@@ -199,7 +199,7 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
                   base_in_root=unet is not None or lora is not None,
                   vae_options={"tiling": vae_tiling, "batch": decode_batch_size, "config": vae_config})
     model = DiffusersModel(name=name, denoiser=denoiser, sample_shape=shape, encode=encoder.encode,
-                           defaults=dict(defaults or {}), parts=parts)
+                           recipes=dict(recipes or {}), parts=parts)
     model.decode = _decoder(parts)
     return model
 
@@ -275,7 +275,7 @@ def link_teacher(student: Model, teacher: DiffusersModel) -> DiffusersModel:
     return teacher
 
 
-def zero_copy_teacher(student: DiffusersModel, name: str, *, defaults: Optional[dict] = None,
+def zero_copy_teacher(student: DiffusersModel, name: str, *, recipes: Optional[dict] = None,
                       offload: bool = False, compile: bool = False, prediction: Optional[str] = None,
                       **ignored: Any) -> DiffusersModel:
     """The base model of a LoRA student without a second copy of the weights: the student's UNet,
@@ -297,13 +297,13 @@ def zero_copy_teacher(student: DiffusersModel, name: str, *, defaults: Optional[
     parts = Parts(p.kind, p.root, p.unet, net, p.encoder, p.device, p.dtype, vae=p.vae,
                   vae_options=p.vae_options)
     teacher = DiffusersModel(name=name, denoiser=den, sample_shape=student.sample_shape, encode=p.encoder.encode,
-                             defaults=dict(defaults or {}), parts=parts)
+                             recipes=dict(recipes or {}), parts=parts)
     teacher.decode = student.decode
     return teacher
 
 
 def make_teacher(name: str, default_path: str, *, path: Optional[str] = None, student: Optional[Model] = None,
-                 zero_copy: bool = True, defaults: Optional[dict] = None, **options: Any) -> DiffusersModel:
+                 zero_copy: bool = True, recipes: Optional[dict] = None, **options: Any) -> DiffusersModel:
     """A teacher, optionally for ``student``.
 
     * LoRA student, ``zero_copy`` and ``path`` unset or the student's base: :func:`zero_copy_teacher`.
@@ -315,12 +315,12 @@ def make_teacher(name: str, default_path: str, *, path: Optional[str] = None, st
     if s_parts is not None:
         same_root = path is None or _same_dir(path, s_parts.root)
         if zero_copy and s_parts.lora is not None and same_root:
-            return zero_copy_teacher(student, name, defaults=defaults, **options)
+            return zero_copy_teacher(student, name, recipes=recipes, **options)
         if path is None and s_parts.base_in_root:
             path = str(s_parts.root)
         if path is not None and _same_dir(path, s_parts.root):
             options.setdefault("encoder", s_parts.encoder)
-    teacher = load_model(name, path or default_path, defaults=defaults, **options)
+    teacher = load_model(name, path or default_path, recipes=recipes, **options)
     if student is not None:
         link_teacher(student, teacher)
         if s_parts is not None and teacher.parts.root.resolve() == s_parts.root.resolve() and s_parts.vae is not None:

@@ -1,172 +1,21 @@
 """The embedded default models: a digit teacher and two guided-distillation students.
 
-All three are EDM-preconditioned UNets (:class:`tgsample.denoisers.EDMDenoiser`, ``sigma_data = 0.5``)
-on scikit-learn's 8x8 handwritten digits, conditioned on ``cond["class_labels"]`` (``[B]`` long,
-0..9, 10 = the null class). The students also take ``cond["guidance_scale"]`` (``[B]``, the CFG
-scale ``w`` they were distilled at; :class:`tgsample.guidance.DistilledCFG` routes it).
+* :mod:`.zoo` -- the registered factories (``digits`` teacher, ``digits`` and ``digits-compact``
+  students), the EDM-preconditioned UNets and the label encoder;
+* :mod:`.recipes` -- the students' published sampling recipes (torch-free);
+* :mod:`.weights`, :mod:`.data`, :mod:`.classifier`, :mod:`.training` -- shipped weights, the data,
+  the scoring classifier and the training code.
 
-* ``teacher()``: ~0.96 M parameters, trained by ``scripts/train_teacher.py``;
-* ``student()``: the same architecture plus a ``w`` embedding, initialised from the teacher and
-  consistency-distilled (LCM style) by ``scripts/distill_students.py``;
-* ``compact_student()``: ~6x fewer parameters, trained from scratch by the same distillation, so
-  that a real teacher--student gap remains for teacher guidance to act on.
-
-Weights ship in ``tgsample/models/weights/``.
+Importing this package imports nothing: the names of :mod:`.zoo` load on first use, so that
+``tgsample.models.digits.recipes`` stays torch-free.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from ..._lazy import lazy_exports
 
-import torch
-from torch import Tensor
+_ZOO = ("teacher", "student", "compact_student", "build_denoiser", "load_denoiser", "encode_labels", "NULL_CLASS",
+        "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule", "SIGMA_DATA", "SIGMA_MIN", "SIGMA_MAX")
 
-from ...denoisers import EDMDenoiser
-from ...errors import ConfigError
-from ..base import Model
-from .data import NULL_CLASS, NUM_CLASSES, SHAPE, to_unit
-from .unet import UNet, UNetConfig
-from .weights import read, weights_path  # noqa: F401
-
-SIGMA_DATA = 0.5
-SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
-TEACHER_CONFIG = UNetConfig(channels=32, mult=(1, 2, 2), blocks=1, emb=64)
-COMPACT_CONFIG = UNetConfig(channels=16, mult=(1, 2), blocks=1, emb=32, guidance_embedding=True)
-
-__all__ = ["teacher", "student", "compact_student", "build_denoiser", "encode_labels", "NULL_CLASS",
-           "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule", "teacher_guidance"]
-
-
-def build_denoiser(config: UNetConfig) -> EDMDenoiser:
-    """An untrained EDM denoiser ``D = c_skip x + c_out F(c_in x, log(sigma)/4, cond)`` around a UNet."""
-    return EDMDenoiser(UNet(config), sigma_data=SIGMA_DATA, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
-                       sample_shape=SHAPE)
-
-
-def load_denoiser(path: Union[str, Path]) -> tuple[EDMDenoiser, dict]:
-    """Build the denoiser a weights file describes and load it (eval mode, no grad); returns ``(denoiser, info)``."""
-    state, config, info = read(path)
-    den = build_denoiser(UNetConfig.from_dict(config))
-    den.net.load_state_dict(state)
-    den.eval().requires_grad_(False)
-    return den, info
-
-
-def _label(v: Any) -> int:
-    if isinstance(v, Tensor):
-        v = v.item()
-    if isinstance(v, str) and v.strip().isdigit():
-        v = int(v.strip())
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < NUM_CLASSES:
-        raise ConfigError(f"digit label {v!r} is not allowed: give an int 0-9 or a digit string '0'..'9'")
-    return v
-
-
-def encode_labels(labels: Sequence[Any], negatives: Optional[Sequence[Any]] = None) -> tuple[dict, dict]:
-    """``(cond, uncond)`` for a list of labels (ints 0-9 or digit strings).
-
-    ``cond = {"class_labels": LongTensor[B]}``; ``uncond`` holds the null class 10 (``negatives`` may
-    name other digits to guide away from instead).
-    """
-    if isinstance(labels, (str, int)):
-        labels = [labels]
-    ys = torch.tensor([_label(v) for v in labels], dtype=torch.long)
-    if len(ys) == 0:
-        raise ConfigError("labels is empty: give at least one digit 0-9")
-    if negatives is None:
-        neg = torch.full_like(ys, NULL_CLASS)
-    else:
-        if len(negatives) != len(ys):
-            raise ConfigError(f"{len(negatives)} negatives for {len(ys)} labels; give one per label or None")
-        neg = torch.tensor([NULL_CLASS if v is None else _label(v) for v in negatives], dtype=torch.long)
-    return {"class_labels": ys}, {"class_labels": neg}
-
-
-def _model(name: str, file: str, defaults: dict, path: Optional[Union[str, Path]]) -> Model:
-    den, _ = load_denoiser(path if path is not None else weights_path(file))
-    return Model(name=name, denoiser=den, sample_shape=SHAPE, encode=encode_labels, decode=to_unit,
-                 defaults=dict(defaults))
-
-
-def teacher(path: Optional[Union[str, Path]] = None) -> Model:
-    """The digit teacher; sample it with many steps and CFG (``defaults``: karras, 32 steps, euler, CFG 1: the conditional teacher, which scores best in FD)."""
-    return _model("digits", "digits_teacher", {
-        "schedule": "karras", "steps": 32, "solver": "euler",
-        "guidance": {"name": "cfg", "scale": 1.0},
-    }, path)
-
-
-def student_schedule(steps: int, model: Any = None, *, sigmas: Sequence[float]) -> Tensor:
-    """The students' own few-step schedule: ``sigmas`` itself when ``steps == len(sigmas) - 1``;
-    otherwise ``sigma_max`` followed by ``steps - 1`` levels geometric between ``sigmas[1]`` and
-    ``sigmas[-2]``, then 0 (so N+1 and N+2 plain steps stay on the same range)."""
-    from ...schedules import validate_sigmas
-
-    if not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps={steps!r} must be a positive integer")
-    base = [float(s) for s in sigmas]
-    if steps == len(base) - 1:
-        return validate_sigmas(base)
-    if steps == 1:
-        return validate_sigmas([base[0], 0.0])
-    mid = torch.logspace(torch.log10(torch.tensor(base[1])), torch.log10(torch.tensor(base[-2])), steps - 1)
-    return validate_sigmas([base[0], *mid.tolist(), 0.0])
-
-
-def _student_defaults(info: dict) -> dict:
-    w = float(info.get("w", 2.0))
-    sigmas = [float(s) for s in info.get("sigmas", [80.0, 1.0, 0.5, 0.2, 0.0])]
-    return {
-        "schedule": student_schedule,
-        "schedule_options": {"sigmas": sigmas},
-        "sigmas": sigmas,
-        "steps": len(sigmas) - 1,
-        "solver": "lcm",
-        "w": w,
-        "guidance": {"name": "distilled_cfg", "scale": w},
-        "teacher": "digits",
-        "lam": float(info.get("lam", 0.3)),
-        "renoise": "next",
-        "teacher_steps": 1,
-        "teacher_cfg": float(info.get("teacher_cfg", w)),
-    }
-
-
-def _student(name: str, file: str, path: Optional[Union[str, Path]]) -> Model:
-    den, info = load_denoiser(path if path is not None else weights_path(file))
-    return Model(name=name, denoiser=den, sample_shape=SHAPE, encode=encode_labels, decode=to_unit,
-                 defaults=_student_defaults(info))
-
-
-def student(path: Optional[Union[str, Path]] = None) -> Model:
-    """The full-size guided-distillation student (initialised from the teacher)."""
-    return _student("digits", "digits_student", path)
-
-
-def compact_student(path: Optional[Union[str, Path]] = None) -> Model:
-    """The compact student (~6x fewer parameters, trained from scratch by distillation)."""
-    return _student("digits-compact", "digits_compact", path)
-
-
-def _embedded(file: str) -> Any:
-    return lambda: "embedded" if weights_path(file).is_file() else f"missing: {weights_path(file)}"
-
-
-teacher.weights = _embedded("digits_teacher")  # type: ignore[attr-defined]  # tgsample list --check
-student.weights = _embedded("digits_student")  # type: ignore[attr-defined]
-compact_student.weights = _embedded("digits_compact")  # type: ignore[attr-defined]
-
-
-def teacher_guidance(model: Model, teacher_model: Optional[Model] = None, **overrides: Any):
-    """The student's published teacher guidance: ``TeacherGuidance`` on its first step with its own
-    ``lam``, ``renoise`` and teacher CFG, around ``DistilledCFG(w)``; ``overrides`` change any option."""
-    from ...guidance import DistilledCFG, TeacherGuidance
-
-    d = model.defaults
-    if teacher_model is None:
-        teacher_model = teacher()
-    opts = {"lam": d["lam"], "steps": d["teacher_steps"], "renoise": d["renoise"], "teacher_cfg": d["teacher_cfg"],
-            "student": DistilledCFG(d["w"])}
-    opts.update(overrides)
-    return TeacherGuidance(teacher_model.denoiser, **opts)
+__all__ = list(_ZOO)
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_ZOO, "zoo"))
