@@ -395,7 +395,9 @@ def _floats(s: str) -> list[float]:
 
 
 def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="tgsample bench quality", description=__doc__.split("\n")[0])
+    from ..cli import ArgumentParser
+
+    p = ArgumentParser(prog="tgsample bench quality", description=__doc__.split("\n")[0])
     p.add_argument("--students", default="digits,digits-compact", help="comma-separated registered students")
     p.add_argument("--teacher", default="digits")
     p.add_argument("--seeds", type=int, default=10, help="replicates (paired seeds sets); default 10")
