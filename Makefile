@@ -5,6 +5,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.tgsample-installed
 PLUGINS = $(wildcard plugins/*/pyproject.toml)
+# Where PyTorch comes from. Empty: PyPI (on Linux, the CUDA build and NVIDIA's libraries). On a machine
+# without a GPU:  make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: install demo test docs
 install: $(STAMP)
@@ -12,6 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(PLUGINS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23.2"
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install -q torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e ".[dev]" $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 

@@ -3,7 +3,10 @@
 Registered in-process as ``tiny`` (students and teachers). Run as a script it registers them and
 runs ``tgsample generate`` with its arguments; DDP's ``strategy="ddp"`` re-runs this same script for
 rank 1, so the child registers them too. ``TINY_DELAY`` (seconds per network call) slows it down so a
-test can interrupt a run mid-way; it does not change any value.
+test can interrupt a run mid-way; it does not change any value. ``TINY_MERGE_MARKER=<file>`` (script
+only) makes the final merge create that file and then wait ``TINY_MERGE_DELAY`` seconds, so a test can
+signal a run *inside* its merge. Also ``tiny-file`` (a student whose weights are read from ``path``)
+and ``tiny-rgb`` (a teacher of 3-channel samples).
 """
 
 from __future__ import annotations
@@ -50,13 +53,58 @@ def tiny(**_) -> Model:
     return Model("tiny", EDMDenoiser(TinyNet(), sample_shape=(1, 8, 8)), (1, 8, 8), encode_labels, recipes=RECIPES)
 
 
-for _kind, _obj in (("students", tiny), ("teachers", tiny), ("recipes", RECIPES)):
-    if "tiny" not in registry.names(_kind):
-        registry.register(_kind, "tiny", _obj)
+def tiny_file(path: str, **_) -> Model:
+    """``tiny`` with its weights read from a safetensors file at ``path`` (a model that lives on a mount)."""
+    from safetensors.torch import load_file
+
+    model = tiny()
+    model.denoiser.net.load_state_dict(load_file(path))
+    return model
+
+
+def tiny_rgb(**_) -> Model:
+    """A teacher of 3-channel samples (the student's are 1-channel)."""
+    from tgsample.models.digits import encode_labels
+
+    class RGB(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x, c_noise, class_labels, **_):
+            return self.c(x)
+
+    return Model("tiny-rgb", EDMDenoiser(RGB(), sample_shape=(3, 8, 8)), (3, 8, 8), encode_labels)
+
+
+for _kind, _name, _obj in (("students", "tiny", tiny), ("teachers", "tiny", tiny), ("recipes", "tiny", RECIPES),
+                           ("students", "tiny-file", tiny_file), ("recipes", "tiny-file", RECIPES),
+                           ("teachers", "tiny-rgb", tiny_rgb)):
+    if _name not in registry.names(_kind):
+        registry.register(_kind, _name, _obj)
+
+
+def _slow_merge() -> None:
+    from pathlib import Path
+
+    from tgsample.lightning.writer import GenerationWriter
+
+    marker, delay = Path(os.environ["TINY_MERGE_MARKER"]), float(os.environ.get("TINY_MERGE_DELAY", "3"))
+    merge = GenerationWriter.merge
+
+    def slow(self, records):
+        marker.touch()
+        time.sleep(delay)
+        return merge(self, records)
+
+    GenerationWriter.merge = slow
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     from tgsample.lightning.cli import main
+
+    if os.environ.get("TINY_MERGE_MARKER"):
+        _slow_merge()
 
     raise SystemExit(main(sys.argv[1:]))

@@ -104,7 +104,8 @@ def documented() -> set[str]:
 
 
 # Public modules beyond ``tgsample._SUBMODULES`` (the lazily exported ones).
-MORE_PUBLIC = ("lightning.module", "lightning.data", "lightning.writer", "lightning.cli", "presets", "cli",
+MORE_PUBLIC = ("lightning.module", "lightning.data", "lightning.writer", "lightning.identity", "lightning.manifest",
+               "lightning.cli", "presets", "cli",
                "models.digits", "models.diffusers")
 
 

@@ -94,3 +94,53 @@ def test_presets():
     assert presets.get("digits++").recipe.guidance["lam"] != 1.0  # settings are copies
     with pytest.raises(UnknownNameError, match=r"unknown preset 'digit\+\+'; did you mean .*Available presets: digits"):
         presets.get("digit++")
+
+
+def test_a_non_utf8_prompt_file_names_the_file_and_line(tmp_path):
+    for name, text in (("p.txt", b"a cat\nna\xefve caf\xe9\n"), ("p.jsonl", b'{"prompt": "a"}\n{"prompt": "caf\xe9"}\n'),
+                       ("p.csv", b"prompt\na cat\ncaf\xe9\n")):
+        (tmp_path / name).write_bytes(text)
+        line = 3 if name == "p.csv" else 2
+        with pytest.raises(ConfigError, match=rf"{name}:{line}: line {line} is not UTF-8 text \(byte 0x"):
+            read_records(tmp_path / name)
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfa cat\n")  # a UTF-8 byte-order mark is not part of the prompt
+    assert read_records(tmp_path / "bom.txt")[0].prompt == "a cat"
+
+
+def test_ids_seeds_and_sizes_are_checked_not_coerced():
+    with pytest.raises(ConfigError, match=r"id 'x\\n' is not allowed"):  # re.match's $ would accept it
+        build_records([{"id": "x\n", "prompt": 1, "seed": 0}])
+    for bad in (1.5, True, "1.5"):
+        with pytest.raises(ConfigError, match="is not an integer"):
+            build_records([{"prompt": 1, "seed": bad}])
+    for bad in (1.5, True, "1.5", None):
+        with pytest.raises(ConfigError, match="is not an integer"):
+            build_records([1], seeds=[bad])
+    assert [r.seed for r in build_records([{"prompt": 1, "seed": "12"}])] == [12]  # CSV cells are text
+    with pytest.raises(ConfigError, match=r"more than 10,000,000 records \(300,000,000\)"):
+        build_records([1], seeds=300_000_000)  # refused before a list of that size exists
+    with pytest.raises(ConfigError, match="is a string"):
+        build_records("0123")
+
+
+def test_sample_refuses_seeds_that_are_not_integers():
+    import torch
+
+    import tgsample
+    from tgsample import CallableDenoiser
+
+    model = CallableDenoiser(lambda x, sigma: x * 0, sample_shape=(2,))
+    for bad in ([1.5], [True], ["3"]):
+        with pytest.raises(ConfigError, match=r"seeds\[0\] .* is not an integer"):
+            tgsample.sample(model, seeds=bad, sigmas=torch.tensor([1.0, 0.0]))
+    assert tgsample.sample(model, seeds=torch.arange(2), sigmas=torch.tensor([1.0, 0.0])).shape == (2, 2)
+
+
+def test_data_module_checks_its_numbers():
+    from tgsample.lightning.data import GenerationData
+
+    for kwargs in ({"num_workers": -1}, {"batch_size": 0}, {"batch_size": 2.5}, {"num_workers": True}):
+        with pytest.raises(ConfigError, match="must be an integer >= "):
+            GenerationData(prompts=[1], **kwargs)
+    with pytest.raises(ConfigError, match="not both"):
+        GenerationData(prompt_file="p.txt", prompts=[1])

@@ -39,6 +39,13 @@ def images(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
 
 
+def pixels(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.tobytes()
+
+
 def latents(out: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -106,7 +113,8 @@ def test_two_process_ddp_equals_one_process(reference, tmp_path):
     proc = launch(out1, "--trainer.devices", "2", "--trainer.strategy", "ddp", prompts="[3]")
     log = proc.communicate(timeout=120)[0]
     assert proc.returncode == 0, log
-    assert images(out1) == {"000000-0.png": images(reference)["000003-0.png"]}
+    assert list(images(out1)) == ["000000-0.png"]
+    assert pixels(out1 / "images" / "000000-0.png") == pixels(reference / "images" / "000003-0.png")
 
 
 def _wait_for_images(out: Path, proc: subprocess.Popen, n: int, timeout: float = 60) -> None:
@@ -138,14 +146,14 @@ def test_sigterm_stops_within_a_batch_then_rerun_completes(reference, tmp_path):
     out = tmp_path / "terminated"
     proc = launch(out, "--trainer.devices", "1", delay=0.1)
     _wait_for_images(out, proc, 3)
-    before = len(images(out))
+    seen = len(images(out))
     proc.send_signal(signal.SIGTERM)
     log = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, log
     assert "stopped by signal SIGTERM" in log
     done = images(out)
-    assert 3 <= before <= len(done) <= before + 2 * 3 and len(done) < 13, (before, len(done))
-    assert all(png_ok(out / "images" / n) for n in done)
+    assert len(done) <= seen + 3, (seen, len(done))  # at most the batch in flight (3 records) after the signal
+    assert 3 <= len(done) < 13 and all(png_ok(out / "images" / n) for n in done)
     assert done.items() <= images(reference).items()
     assert generate(out) == 0
     assert_same_run(out, reference)

@@ -60,7 +60,7 @@ def test_cli_lists_and_checks_the_plugin():
     checked = tgsample_cli("list", "guidance", "--check", "--pattern", "apg")
     assert checked.returncode == 0, checked.stderr
     [line] = [ln for ln in checked.stdout.splitlines() if ln.startswith("apg")]
-    assert "tgsample-apg" in line and " ok" in line
+    assert "tgsample-apg" in line and " loaded " in line
 
 
 @pytest.mark.parametrize("kind", ["guidance", "solvers", "schedules"])

@@ -51,15 +51,16 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def broken(site):
-    """One distribution with a working solver and four broken registrations."""
-    boom, ok = unique("tgs_boom"), unique("tgs_ok")
+    """One distribution with a working solver and five broken registrations (one calls sys.exit at import)."""
+    boom, ok, quits = unique("tgs_boom"), unique("tgs_ok"), unique("tgs_quits")
     make_dist(site, "tgsample-broken", "0.3", {
         "tgsample.guidance": {"explodes": f"{boom}:Thing", "not_guidance": f"{ok}:NotAGuidance",
                               "bad_product": f"{ok}:make"},
-        "tgsample.solvers": {"missing": f"{ok}:nope", "fine": f"{ok}:fine_solver"},
+        "tgsample.solvers": {"missing": f"{ok}:nope", "fine": f"{ok}:fine_solver", "quits": f"{quits}:solver"},
         "tgsample.schedules": {"constant": f"{ok}:CONSTANT"},
     }, {
         boom: "raise RuntimeError('boom at import time')\n",
+        quits: "import sys\nsys.exit(3)\n",
         ok: """
             CONSTANT = 3
             class NotAGuidance:
@@ -158,13 +159,14 @@ def test_sampling_with_a_broken_plugin_by_name_raises_the_plugin_error(broken):
 
 def test_list_check_reports_each_culprit_and_fails(broken, capsys):
     assert listing.main(["--pattern", "*"]) == 0  # plain listing never loads
-    assert listing.main(["--check", "--pattern", "[cefmnb]*"]) == 1
+    assert listing.main(["--check", "--pattern", "[cefmnbq]*"]) == 1
     out = capsys.readouterr().out
     lines = {ln.split()[0] + " " + ln.split()[1]: ln for ln in out.splitlines()[1:] if ln.strip()}
     assert "failed: RuntimeError: boom at import time" in lines["explodes guidance"]
     assert "failed: AttributeError" in lines["missing solvers"]
     assert "failed: schedules 'constant'" in lines["constant schedules"] and "not callable" in lines["constant schedules"]
-    assert " ok" in lines["fine solvers"] and " ok" in lines["cfg guidance"] and " ok" in lines["euler solvers"]
+    assert "failed: SystemExit: 3" in lines["quits solvers"]  # sys.exit at import is the plugin's failure, not ours
+    assert " loaded " in lines["fine solvers"] and " loaded " in lines["cfg guidance"] and " loaded " in lines["euler solvers"]
 
 
 def test_cli_list_keeps_working_with_a_broken_plugin_installed(site, broken):
@@ -180,6 +182,9 @@ def test_cli_list_keeps_working_with_a_broken_plugin_installed(site, broken):
     status = {r["name"]: (r["status"], r["error"]) for r in json.loads(checked.stdout)}
     assert status["explodes"] == ("failed", "RuntimeError: boom at import time")
     assert status["apg"] == ("loaded", None) and status["cfg"] == ("loaded", None)
+    quits = subprocess.run([exe, "list", "solvers", "--check", "--pattern", "quits"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert quits.returncode == 1 and "failed: SystemExit: 3" in quits.stdout, (quits.returncode, quits.stdout)
 
 
 def test_disabling_autoload_reads_only_tgsample(broken, monkeypatch):

@@ -36,7 +36,7 @@ _EXPORTS = {
     "ShapeMismatchError": "tgsample.errors", "NonFiniteError": "tgsample.errors", "PluginError": "tgsample.errors",
 }
 _SUBMODULES = ("math", "noise", "denoisers", "guidance", "solvers", "schedules", "flow", "kdiffusion",
-               "registry", "sampling", "conventions", "models", "errors", "recipes", "resolve")
+               "registry", "sampling", "conventions", "models", "errors", "recipes", "resolve", "eval")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

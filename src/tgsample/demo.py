@@ -18,15 +18,14 @@ T0 = time.perf_counter()
 
 def grid(images, rows: int, cols: int, scale: int = 4, pad: int = 2):
     """``[rows*cols, 1, H, W]`` images in ``[0, 1]`` to one ``uint8`` array ``[rows*(H*scale+pad)+pad, ...]``
-    (row-major, nearest-neighbour upscaling by ``scale``, white padding)."""
+    (row-major, nearest-neighbour upscaling by ``scale``, white padding; torchvision's ``make_grid``)."""
     import torch
+    from torchvision.utils import make_grid
 
-    x = images[:, 0].repeat_interleave(scale, 1).repeat_interleave(scale, 2)  # nearest upscale
-    n, h, w = x.shape
-    canvas = torch.ones(rows * (h + pad) + pad, cols * (w + pad) + pad)
-    for k in range(min(n, rows * cols)):
-        r, c = divmod(k, cols)
-        canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = x[k]
+    x = images[: rows * cols, :1].repeat_interleave(scale, 2).repeat_interleave(scale, 3)  # nearest upscale
+    g = make_grid(x, nrow=cols, padding=pad, pad_value=1.0)[0]
+    canvas = torch.ones(rows * (x.shape[2] + pad) + pad, cols * (x.shape[3] + pad) + pad)
+    canvas[: g.shape[0], : g.shape[1]] = g  # make_grid stops at the last non-empty row
     return (canvas * 255).round().byte().numpy()
 
 
@@ -38,7 +37,9 @@ def side_by_side(left, right, gap: int = 12):
 
 
 def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="tgsample demo", description=__doc__.split("\n")[0])
+    from .cli import ArgumentParser
+
+    p = ArgumentParser(prog="tgsample demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (default: outputs/demo)")
     p.add_argument("--student", default="digits-compact", help="registered student (default: digits-compact)")
     p.add_argument("--teacher", default=None, help="registered teacher (default: the recipe's, digits)")
@@ -64,6 +65,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if a.per_class < 1 or a.scale < 1:
         raise ConfigError(f"--per-class={a.per_class} and --scale={a.scale} must be >= 1")
+    a.out.mkdir(parents=True, exist_ok=True)  # an unusable output folder fails before any sampling
     torch.set_num_threads(min(2, torch.get_num_threads()))
     student = registry.create("students", a.student)
     labels = [c for c in range(10) for _ in range(a.per_class)]
@@ -88,7 +90,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         for name, run in runs.items():
             x = sample(student, cond, uncond=uncond, seeds=seeds, run=run, callback=lambda _: bar.update(1))
             panels[name] = grid(student.decode(x), 10, a.per_class, a.scale)
-    a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / f"demo_{student.name}.png"
     Image.fromarray(side_by_side(panels["student"], panels["student + teacher"])).save(path)
     plain, tg = runs["student"], runs["student + teacher"].guidance

@@ -3,8 +3,11 @@
 Without ``--check`` it reads installed metadata only (no plugin is imported, no torch).
 ``tgsample list presets`` lists the presets derived from the students' recipes (it imports the
 torch-free recipe modules, nothing else).
-``--check`` loads each registration and reports ``ok`` or ``failed: <reason>``; the exit
-status is then 1 if an active registration fails or a name is ambiguous.
+``--check`` loads each registration and reports its status (``loaded`` or ``failed: <reason>``, the same
+words in the table and in ``--json``) and, for students and teachers, whether their weights are
+available without the network (``embedded``, ``local``, ``missing: <hub id or path>``); the exit
+status is then 1 if an active registration fails or a name is ambiguous. A kind may be given
+singular or plural (``solver``, ``solvers``, ``preset``).
 """
 
 from __future__ import annotations
@@ -16,29 +19,59 @@ import sys
 from typing import Optional, Sequence
 
 from . import registry
+from .cli import ArgumentParser
 
 PRESETS = "presets"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="tgsample list",
         description="List registered guidances, solvers, schedules, students and teachers "
         "(built-ins and installed plugins, from the tgsample.* entry-point groups).",
     )
-    p.add_argument("kind", nargs="?", choices=(*registry.KINDS, PRESETS),
-                   help="only this kind (default: all registry kinds); 'presets': the presets derived from the recipes")
-    p.add_argument("--check", action="store_true", help="import each entry point and report ok / failed")
+    p.add_argument("kind", nargs="?", type=kind,
+                   help=f"only this kind: {', '.join((*registry.KINDS, PRESETS))} (default: all registry kinds); "
+                        "'presets': the presets derived from the recipes")
+    p.add_argument("--check", action="store_true",
+                   help="import each entry point and report loaded / failed, and whether model weights are local")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     p.add_argument("--pattern", default="*", help="shell-style name filter, e.g. 'k_*' (default: *)")
     return p
 
 
+def kind(text: str) -> str:
+    """A kind from its singular or plural spelling (``solver`` -> ``solvers``, ``guidances`` -> ``guidance``,
+    ``preset`` -> ``presets``); anything else is refused with the kinds and the closest one."""
+    forms = {k: k for k in (*registry.KINDS, PRESETS)}
+    forms.update({k.rstrip("s"): k for k in (*registry.KINDS, PRESETS)})
+    forms.update({k.rstrip("s") + "s": k for k in (*registry.KINDS, PRESETS)})
+    if text.lower() in forms:
+        return forms[text.lower()]
+    import difflib
+
+    close = difflib.get_close_matches(text.lower(), forms, n=1, cutoff=0.6)
+    hint = f" (did you mean {forms[close[0]]!r}?)" if close else ""
+    raise argparse.ArgumentTypeError(f"{text!r} is not a kind{hint}; kinds: {', '.join((*registry.KINDS, PRESETS))}")
+
+
 def status_text(e: registry.Entry) -> str:
-    """``ok``, ``failed: <reason>`` or ``not loaded``."""
-    if e.status == "failed":
-        return f"failed: {e.error}"
-    return "ok" if e.status == "loaded" else "not loaded"
+    """The entry's status as ``--json`` gives it (``loaded``, ``unloaded``), or ``failed: <reason>``."""
+    return f"failed: {e.error}" if e.status == "failed" else e.status
+
+
+def weights_text(e: registry.Entry) -> str:
+    """Whether a loaded student's / teacher's weights are available offline (its factory's ``weights()``:
+    ``embedded``, ``local`` or ``missing: ...``), else ``""``."""
+    if e.kind not in ("students", "teachers") or e.status != "loaded" or not e.active:
+        return ""
+    probe = getattr(registry.get(e.kind, e.name), "weights", None)
+    if not callable(probe):
+        return "unknown"
+    try:
+        return str(probe())
+    except Exception as exc:  # a plugin's probe failing says so, like a failed load
+        return f"unknown ({type(exc).__name__}: {exc})"
 
 
 def note_text(e: registry.Entry) -> str:
@@ -61,9 +94,10 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def render(entries: Sequence[registry.Entry], check: bool) -> str:
-    header = ["NAME", "KIND", "DISTRIBUTION", "VERSION", "VALUE"] + (["STATUS"] if check else []) + ["NOTE"]
+    header = ["NAME", "KIND", "DISTRIBUTION", "VERSION", "VALUE"] + (["STATUS", "WEIGHTS"] if check else []) + ["NOTE"]
     rows = [
-        [e.name, e.kind, e.dist, e.version, e.value] + ([status_text(e)] if check else []) + [note_text(e)]
+        [e.name, e.kind, e.dist, e.version, e.value] + ([status_text(e), weights_text(e) or "-"] if check else [])
+        + [note_text(e)]
         for e in entries
     ]
     return table(rows, header)
@@ -102,7 +136,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         found = [e for e in registry.entries(args.kind) if fnmatch.fnmatchcase(e.name, args.pattern)]
     if args.json:
-        print(json.dumps([e.as_dict() for e in found], indent=2))
+        extra = (lambda e: {"weights": weights_text(e) or None}) if args.check else (lambda e: {})
+        print(json.dumps([{**e.as_dict(), **extra(e)} for e in found], indent=2))
     else:
         if registry.autoload_disabled():
             print(f"note: third-party plugins disabled by {registry.DISABLE_ENV}", file=sys.stderr)

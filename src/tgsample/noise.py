@@ -12,13 +12,27 @@ for bit.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+import operator
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 PURPOSES = ("init", "ancestral", "renoise", "renoise_level")
 SEED_RANGE = 2**63 - 1  # integer seeds drawn for other generators (k-diffusion's Brownian trees)
+
+
+def check_seed(value: Any, where: str = "seed") -> int:
+    """``value`` as a Python int if it is an integer (``int``, NumPy or 0-d integer tensor), else
+    :class:`~tgsample.errors.ConfigError`: ``1.5``, ``2.0``, ``True`` and ``"3"`` are refused, not rounded."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    from .errors import ConfigError
+
+    raise ConfigError(f"{where} {value!r} is not an integer (a {type(value).__name__}); seeds are integers")
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -39,7 +53,7 @@ class NoiseStreams:
     """
 
     def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        self.seeds = [int(s) for s in seeds]
+        self.seeds = [check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
         if not self.seeds:
             from .errors import ConfigError
 

@@ -398,7 +398,7 @@ def _load(src: _Source) -> Any:
             raise src.error
         try:
             obj = src.entry_point.load()
-        except Exception as exc:  # any import-time failure of a plugin stays the plugin's
+        except (Exception, SystemExit) as exc:  # any import-time failure of a plugin stays the plugin's (sys.exit too)
             src.error = PluginError(f"cannot load {src.label()}: {type(exc).__name__}: {exc}")
             src.error.__cause__ = exc
             raise src.error from exc

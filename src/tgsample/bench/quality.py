@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from ..eval.stats import mean_ci
+
 # ----------------------------------------------------------------------------- configurations
 
 
@@ -157,19 +159,6 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
 
 
 # ----------------------------------------------------------------------------- statistics
-
-
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Mean and the half-width of its two-sided t-interval (``nan`` half-width for one value)."""
-    k = len(values)
-    m = sum(values) / k
-    if k < 2:
-        return m, float("nan")
-    from scipy.stats import t  # lazy: heavy
-
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (k - 1))
-    return m, float(t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
-
 
 def verdict(m: float, h: float, better_low: bool) -> str:
     """``better`` / ``worse`` when the interval excludes 0, else ``no clear difference``."""
@@ -406,7 +395,9 @@ def _floats(s: str) -> list[float]:
 
 
 def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="tgsample bench quality", description=__doc__.split("\n")[0])
+    from ..cli import ArgumentParser
+
+    p = ArgumentParser(prog="tgsample bench quality", description=__doc__.split("\n")[0])
     p.add_argument("--students", default="digits,digits-compact", help="comma-separated registered students")
     p.add_argument("--teacher", default="digits")
     p.add_argument("--seeds", type=int, default=10, help="replicates (paired seeds sets); default 10")

@@ -13,29 +13,37 @@ same thing on every run and every rank, and ``<id>.png`` names its image.
 
 Sharding is done here, not by Lightning: ``Trainer.predict`` under DDP wraps the sampler in
 ``UnrepeatedDistributedSamplerWrapper``, which asserts on a rank with no records. The data module
-gives rank ``r`` of ``W`` the pending records ``r, r + W, ...`` (strided, never padded or repeated)
-through a sampler Lightning leaves alone, and a rank with no records gets one empty placeholder
-batch so that every rank runs the same hooks.
+gives rank ``r`` of ``W`` the pending records ``r, r + W, ...`` (strided, never repeated) through a
+sampler Lightning leaves alone, and pads a shorter shard with empty placeholder batches so that every
+rank runs the same number of batches (the writer agrees on stopping once per batch, a collective call).
+What is pending is decided after the models are built: a ``planner`` (the writer's) picks it when the
+Trainer asks for the data loader.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from jsonargparse.typing import Path_fr
 
 from ..errors import ConfigError
+from ..noise import check_seed
 
-__all__ = ["Record", "OVERRIDE_KEYS", "read_records", "build_records", "check_unique", "GenerationData",
-           "shard"]
+__all__ = ["Record", "OVERRIDE_KEYS", "MAX_RECORDS", "read_records", "build_records", "check_unique",
+           "GenerationData", "shard"]
 
 #: settings a record may override for itself (the models are built once per run).
 OVERRIDE_KEYS = ("guidance", "solver", "solver_options", "schedule", "schedule_options", "steps", "sigmas")
 RECORD_KEYS = ("id", "prompt", "class", "negative", "negative_prompt", "seed", "overrides")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: the most records one job may hold (they are all in memory on every rank); split bigger jobs.
+MAX_RECORDS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -66,20 +74,28 @@ class Record:
 
 def _check_id(value: Any, where: str) -> str:
     s = str(value)
-    if not _ID.match(s):
+    if not _ID.fullmatch(s):
         raise ConfigError(f"{where}: id {s!r} is not allowed; ids are 1-128 characters from "
                           "[A-Za-z0-9._-], starting with a letter or digit (they name files)")
     return s
+
+
+def _json_object(text: str, where: str, what: str) -> dict:
+    """``text`` parsed as a JSON object, else :class:`ConfigError` naming ``where`` and ``what``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: {what} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {what} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _check_overrides(value: Any, where: str) -> dict:
     if value in (None, ""):
         return {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: overrides {value!r} is not valid JSON ({exc.msg})") from None
+        value = _json_object(value, where, f"overrides {value!r}")
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: overrides must be an object, got {type(value).__name__}")
     unknown = sorted(set(value) - set(OVERRIDE_KEYS))
@@ -89,13 +105,18 @@ def _check_overrides(value: Any, where: str) -> dict:
 
 
 def _seed(value: Any, where: str) -> int:
-    try:
-        seed = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: seed {value!r} is not an integer") from None
-    if isinstance(value, float) and value != seed or not 0 <= seed < 2**63:
+    """A record's seed: an integer, or the digits of one (CSV cells are text), in ``[0, 2**63)``."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    seed = check_seed(value, f"{where}: seed")
+    if not 0 <= seed < 2**63:
         raise ConfigError(f"{where}: seed {value!r} must be an integer in [0, 2**63)")
     return seed
+
+
+def _too_many(n: int, source: str) -> ConfigError:
+    return ConfigError(f"{source}: more than {MAX_RECORDS:,} records ({n:,}) in one job; split it into several "
+                       "jobs (each in its own --output.dir)")
 
 
 def _expand(index: int, row: dict, seeds: Sequence[int], where: str) -> list[Record]:
@@ -132,7 +153,12 @@ def check_unique(records: Sequence[Record], source: str = "records") -> list[Rec
 
 
 def _seeds(seeds: Union[int, Sequence[int]]) -> list[int]:
-    out = list(range(seeds)) if isinstance(seeds, int) else [_seed(s, "seeds") for s in seeds]
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        count = check_seed(seeds, "seeds: the count")
+        if count > MAX_RECORDS:
+            raise _too_many(count, "seeds")
+        seeds = range(count)
+    out = [_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if not out:
         raise ConfigError(f"seeds={seeds!r} gives no seeds; give a count >= 1 or a list of integers")
     return out
@@ -142,47 +168,53 @@ def build_records(prompts: Iterable[Any], seeds: Union[int, Sequence[int]] = 1,
                   negative: Any = None) -> list[Record]:
     """Prompts x seeds: record ``<index>-<seed>`` for each prompt (a str/int, or a row dict) and seed."""
     seeds = _seeds(seeds)
+    if isinstance(prompts, (str, bytes)):
+        raise ConfigError(f"prompts={prompts!r} is a string; give a list of prompts (or class labels)")
     out: list[Record] = []
     for i, p in enumerate(prompts):
         row = dict(p) if isinstance(p, dict) else {"prompt": p, "negative": negative}
         out += _expand(i, row, seeds, f"prompts[{i}]")
+        if len(out) > MAX_RECORDS:
+            raise _too_many(len(out), "prompts x seeds")
     if not out:
         raise ConfigError("no prompts were given; give at least one prompt or class")
     return check_unique(out, "prompts")
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 file; bytes that are not UTF-8 fail naming the file and line."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path}:{n}: line {n} is not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                                  f"{exc.start + 1}); save the prompt file as UTF-8") from None
+
+
 def _rows_txt(path: Path) -> Iterator[tuple[str, dict]]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield f"{path}:{n}", {"prompt": line.rstrip("\r\n")}
+    for n, line in _lines(path):
+        if line.strip():
+            yield f"{path}:{n}", {"prompt": line.rstrip("\r\n")}
 
 
 def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{where}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{where}: line {n} must be a JSON object, got {type(row).__name__}")
-            yield where, row
+    for n, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        yield where, _json_object(line, where, f"line {n}")
 
 
 def _rows_csv(path: Path) -> Iterator[tuple[str, dict]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            return
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if None in row:
-                raise ConfigError(f"{where}: line {reader.line_num} has more fields than the header")
-            yield where, {k: v for k, v in row.items() if v not in (None, "")}
+    reader = csv.DictReader(line for _, line in _lines(path))
+    if not reader.fieldnames:
+        return
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if None in row:
+            raise ConfigError(f"{where}: line {reader.line_num} has more fields than the header")
+        yield where, {k: v for k, v in row.items() if v not in (None, "")}
 
 
 READERS = {".txt": _rows_txt, ".jsonl": _rows_jsonl, ".csv": _rows_csv}
@@ -190,7 +222,7 @@ READERS = {".txt": _rows_txt, ".jsonl": _rows_jsonl, ".csv": _rows_csv}
 
 def read_records(path: Union[str, Path], seeds: Union[int, Sequence[int]] = 1) -> list[Record]:
     """The records of a ``.txt``, ``.csv`` or ``.jsonl`` prompt file (see the module docs)."""
-    path = Path(path)
+    path = Path(path)  # a str, a pathlib.Path or jsonargparse's config-relative Path (absolute via __fspath__)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise ConfigError(f"prompt file {str(path)!r}: unknown format {path.suffix!r}; use one of {', '.join(READERS)}")
@@ -200,6 +232,8 @@ def read_records(path: Union[str, Path], seeds: Union[int, Sequence[int]] = 1) -
     out: list[Record] = []
     for i, (where, row) in enumerate(reader(path)):
         out += _expand(i, row, seeds, where)
+        if len(out) > MAX_RECORDS:
+            raise _too_many(len(out), str(path))
     if not out:
         raise ConfigError(f"prompt file {str(path)!r} is empty: it has no prompts (blank lines are skipped)")
     return check_unique(out, str(path))
@@ -245,27 +279,33 @@ class GenerationData(_datamodule_base()):
     """Records from ``prompt_file`` or ``prompts`` (crossed with ``seeds``), sharded over the processes.
 
     Args:
-        prompt_file: a ``.txt``, ``.csv`` or ``.jsonl`` file (see :mod:`tgsample.lightning.data`).
+        prompt_file: a ``.txt``, ``.csv`` or ``.jsonl`` file (in a config: relative to the config file).
         prompts: prompts or class labels given directly (instead of a file).
-        seeds: a count ``n`` (seeds ``0..n-1``) or a list of seeds, for records without their own seed.
-        negative: one negative prompt for every record of ``prompts`` that has none.
+        seeds: a count ``n`` (seeds ``0..n-1``) or a list, for records without their own seed (default 1).
+        negative: a negative prompt for every record of ``prompts``.
         batch_size: records per ``predict_step``.
-        num_workers: DataLoader workers (records are tiny: 0 is right almost always).
+        num_workers: DataLoader workers (records are tiny: 0 is right).
     """
 
-    def __init__(self, prompt_file: Optional[str] = None, prompts: Optional[list[Union[str, int]]] = None,
-                 seeds: Union[int, list[int]] = 1, negative: Optional[str] = None, batch_size: int = 8,
+    def __init__(self, prompt_file: Optional[Path_fr] = None, prompts: Optional[list[Union[str, int]]] = None,
+                 seeds: Union[None, int, list[int]] = None, negative: Optional[str] = None, batch_size: int = 8,
                  num_workers: int = 0):
         super().__init__()
         if (prompt_file is None) == (prompts is None):
-            raise ConfigError("give exactly one of prompt_file=... or prompts=[...] "
-                              f"(got prompt_file={prompt_file!r}, prompts={prompts!r})")
-        if int(batch_size) < 1:
-            raise ConfigError(f"batch_size={batch_size!r} must be >= 1")
-        self.prompt_file, self.prompts, self.seeds = prompt_file, prompts, seeds
-        self.negative, self.batch_size, self.num_workers = negative, int(batch_size), int(num_workers)
+            raise ConfigError("no records: give prompt_file=... (--data.prompt_file FILE) or prompts=[...] "
+                              "(--data.prompts '[...]')" if prompts is None else
+                              "give one of prompt_file=... or prompts=[...], not both "
+                              f"(got prompt_file={str(prompt_file)!r}, prompts={prompts!r})")
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+        self.prompt_file = None if prompt_file is None else os.fspath(prompt_file)
+        self.prompts, self.seeds = prompts, 1 if seeds is None else seeds
+        self.negative, self.batch_size, self.num_workers = negative, batch_size, num_workers
         self._records: Optional[list[Record]] = None
-        self.pending: Optional[list[Record]] = None  # set by the writer: what is left to do
+        #: set by the writer: ``planner(records) -> positions still to generate``, called (on every rank)
+        #: when the Trainer asks for the data loader, after the models are built; ``None``: every record
+        self.planner: Optional[Callable[[list[Record]], Sequence[int]]] = None
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
     @property
@@ -286,11 +326,13 @@ class GenerationData(_datamodule_base()):
     def predict_dataloader(self):
         from torch.utils.data import DataLoader
 
-        todo = self.records if self.pending is None else self.pending
+        records = self.records
+        todo = records if self.planner is None else [records[i] for i in self.planner(records)]
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         local: list[Optional[Record]] = shard(todo, rank, world)
-        if not local and todo:
-            local = [None]  # an idle rank runs one empty batch, so every rank runs the same hooks
+        # every rank runs the same number of batches: the busiest rank's (placeholders are empty batches)
+        batches = -(-len(shard(todo, 0, world)) // self.batch_size)
+        local += [None] * (batches * self.batch_size - len(local))
         return DataLoader(local, batch_size=self.batch_size, sampler=_local_sampler(len(local)),
                           collate_fn=_collate, num_workers=self.num_workers)

@@ -14,31 +14,27 @@ cost of batching's speed-up (small on CPU; on GPUs set it to ``False`` for throu
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import time
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from .. import presets, registry
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeMismatchError, TgsampleError
 from ..recipes import FIELDS, Recipe, published, settle
 from ..resolve import Run, build_teacher, resolve, validate
 from ..sampling import sample
 from .data import Record
+from .identity import config_hash, fingerprint, without_locations
 
 __all__ = ["GenerationModule", "config_hash", "to_uint8"]
 
 #: the settings that name the models (the rest are the recipe's fields).
 MODEL_KEYS = ("preset", "student", "student_options")
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """First 16 hex digits of the SHA-256 of ``config`` as canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -68,15 +64,15 @@ class GenerationModule(LightningModule):
         student: students registry name (default: the preset's).
         student_options: keyword options of the student factory.
         teacher: teachers registry name (what teacher guidance uses).
-        teacher_options: keyword options of the teacher factory (``student=`` is added when it accepts one).
+        teacher_options: keyword options of the teacher factory (it also gets ``student=`` if it takes one).
         guidance: a guidance spec: a registry name or ``{"name": ..., **options}``, nestable.
         solver: solvers registry name.
         solver_options: the solver's keyword options (``eta``, ``gamma``, ...).
         schedule: schedules registry name.
         schedule_options: the schedule's keyword options.
         steps: number of steps of ``schedule``.
-        sigmas: an explicit schedule instead (strictly decreasing, ending at 0).
-        batch_invariant: sample one record at a time so an image does not depend on the batch (module docs).
+        sigmas: an explicit schedule instead (decreasing, ending at 0).
+        batch_invariant: sample records one at a time: an image never depends on its batch.
     """
 
     def __init__(self, preset: Optional[str] = None, student: Optional[str] = None,
@@ -97,8 +93,8 @@ class GenerationModule(LightningModule):
                                   "given; drop one of them")
             student, recipe = chosen.student, chosen.recipe
         if not student:
-            raise ConfigError(f"no student: set preset=... (one of {', '.join(presets.names())}) or "
-                              f"student=... (one of {', '.join(registry.names('students'))})")
+            raise ConfigError(f"no student: set preset=... (--model.preset; one of {', '.join(presets.names())}) "
+                              f"or student=... (--model.student; one of {', '.join(registry.names('students'))})")
         if recipe is None and student in registry.names("recipes"):
             recipe = published(student).get("")
         self.preset = preset
@@ -130,10 +126,48 @@ class GenerationModule(LightningModule):
         registry.check_create("students", self.settings["student"], self.settings["student_options"])
         return validate(None, Recipe(**self.recipe_settings(overrides)))
 
+    def check_records(self, records: Sequence[Record]) -> None:
+        """Validate every distinct setting of ``records`` once the models are built, before anything is
+        written, without sampling: for each, :meth:`check` (names, options, guidance spec), then its run
+        (:meth:`run_for`: sigmas, solver, guidance checked against both), then the run once with every
+        network replaced by zeros (no network is called), so that what a solver or guidance checks only
+        while sampling (an option value out of range, a plugin's own check) fails now too. Also checks that
+        each teacher's sample shape is the student's. Raises a :class:`~tgsample.errors.TgsampleError`
+        naming the first record with the bad setting."""
+        student = self.student
+        seen: set[str] = set()
+        for record in records:
+            key = _key(record.overrides)
+            if key in seen:
+                continue
+            seen.add(key)
+            where = f"record {record.id!r}" + (f" (overrides {record.overrides})" if record.overrides else "")
+            try:
+                self.check(record.overrides)
+                run = self.run_for(record.overrides)
+                for teacher in {id(t): t for t in (self.teacher, run.teacher) if t is not None}.values():
+                    shape = getattr(teacher, "sample_shape", None)
+                    if shape is not None and tuple(shape) != tuple(student.sample_shape):
+                        raise ShapeMismatchError(
+                            f"teacher {getattr(teacher, 'name', '?')!r} makes samples of shape {tuple(shape)} but "
+                            f"student {student.name!r} {tuple(student.sample_shape)}; teacher guidance needs the "
+                            "same sample shape")
+                with _zero_networks(student, self.teacher, run.teacher):
+                    sample(student, {}, uncond={}, seeds=[0], run=run)
+            except TgsampleError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            except Exception as exc:  # a setting that cannot run (a plugin's own check, a bad option value)
+                raise ConfigError(f"{where}: these settings cannot run: {type(exc).__name__}: {exc}") from None
+
     def generation_config(self, precision: Any = None) -> dict:
-        """What decides the pixels: the settings, ``batch_invariant`` and the Trainer's precision."""
-        return {"settings": self.settings, "batch_invariant": self.batch_invariant,
-                "precision": str(precision if precision is not None else self._precision())}
+        """What decides the pixels: the settings without weight locations, once the models are built a
+        fingerprint of their weights (``weights``), ``batch_invariant`` and the Trainer's precision
+        (:mod:`tgsample.lightning.identity`)."""
+        config = {"settings": without_locations(self.settings), "batch_invariant": self.batch_invariant,
+                  "precision": str(precision if precision is not None else self._precision())}
+        if self._models is not None:
+            config["weights"] = fingerprint(*self._models)
+        return config
 
     def _precision(self) -> str:
         trainer = self._trainer
@@ -222,3 +256,22 @@ class GenerationModule(LightningModule):
             "seconds": time.perf_counter() - start,
         }
 
+
+def _zeros(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    return torch.zeros_like(x)
+
+
+@contextlib.contextmanager
+def _zero_networks(*models: Any) -> Iterator[None]:
+    """Within the block, the models' denoisers return zeros (their ``forward`` is shadowed on the instance)."""
+    patched = []
+    for m in models:
+        d = getattr(m, "denoiser", None)
+        if isinstance(d, torch.nn.Module) and "forward" not in vars(d):
+            d.forward = _zeros
+            patched.append(d)
+    try:
+        yield
+    finally:
+        for d in patched:
+            del d.forward

@@ -1,46 +1,73 @@
-"""The prediction writer: what a generation run leaves on disk, and how it resumes.
+"""The prediction writer: what a generation run leaves on disk, how it resumes, and how it stops.
 
 Output directory layout::
 
-    run.json                       the generation config and its hash (a different config is refused)
-    images/<id>.png                one image per record, written atomically (temporary name, then os.replace)
+    run.json                       the job's identity: config (and its hash) and records (count, digest)
+    config.yaml                    the full command-line config of the latest run
+    images/<id>.png                one image per record (its record and config hash in a text chunk)
     latents/<id>.safetensors       the final samples x (``latents=True``)
-    manifest/part-<run>-r<rank>.jsonl   each rank's entries, appended per batch
-    manifest.jsonl                 the merged manifest: one line per record, in record order
+    manifest/part-<run>-r<rank>.jsonl   each rank's rows, appended per batch
+    manifest.jsonl                 the merged manifest: one row per finished record, in record order
     preview.png                    a grid of the first ``preview`` images
 
-A manifest entry: ``id, prompt, negative, seed, overrides, config (the record's effective settings),
-config_hash, path, latent, seconds (the batch's time per image), rank, run, finished (unix time)``.
+A manifest row: ``id, prompt, negative, seed, overrides, config (the record's effective settings),
+config_hash, path, sha256 (of the PNG), latent, latent_sha256, seconds (the batch's time per image), rank,
+run, finished (unix time)``.
 
-Resume: before any batch, rank 0 reads ``run.json``, every manifest line (a truncated last line
-from ``kill -9`` is skipped) and keeps a record as *done* when an entry with the same config hash
-and the same record content exists and its PNG decodes. Only the rest is generated. A straggler
-rank of a killed run may still be writing: it writes the same bytes to the same names atomically,
-and the merge keeps one entry per id, so there are no duplicates and no truncated files.
+**Identity** (:mod:`.identity`). A run directory holds one job: a config (what decides the pixels,
+weight locations excluded, a fingerprint of the weights included) and a set of records. A different
+config or a different set of records is refused before anything is written; ``extend=True`` lets a
+job add records to a run (every finished image must still be one of its records); ``overwrite=True``
+deletes the old run's files (only the files it wrote) and starts again.
 
-Stopping: on SIGTERM the writer finishes the batch in flight, writes it, and raises
-:class:`GenerationInterrupted` (Lightning alone logs SIGTERM during predict and carries on).
+**Order of work.** ``setup`` (every rank, before the models are built) checks only what it can read:
+the directory, ``run.json``, files that tgsample did not write. The models are then built; when the
+Trainer asks for the data loader, every setting and record is validated
+(:meth:`GenerationModule.check`), and only then does rank 0 write: ``run.json`` (created atomically, so
+two jobs started at once cannot both claim the directory), ``config.yaml``, the repaired manifest.
+A failed load or a bad setting therefore leaves nothing behind.
+
+**Resume** (rank 0, streaming, flat memory). A record is done when its row has this config hash,
+the record's content, the expected path ``images/<id>.png`` and the PNG's checksum; a PNG without a
+row (say ``manifest.jsonl`` was deleted) is adopted when its own text chunk names this record and
+config. Only the rest is generated. A straggler rank of a killed run writes the same bytes to the same
+names atomically, and the merge keeps one row per id.
+
+**Stopping.** On SIGTERM a rank finishes and writes the batch in flight; the ranks agree once per batch
+(a tiny all-reduce) to stop together, and raise :class:`GenerationInterrupted` (exit 143). The handler
+stays installed until the final merge is done, so a signal during the merge cannot deadlock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 import signal
+import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ..errors import ConfigError, TgsampleError
 from .data import Record
+from .identity import config_hash, records_hash
+from .manifest import (RowIndex, atomic_write, atomic_write_lines, create_exclusive, png_bytes, png_record,
+                       read_rows, sha256_file)
 
-__all__ = ["GenerationWriter", "GenerationInterrupted", "write_png", "png_ok", "read_entries"]
+__all__ = ["GenerationWriter", "GenerationInterrupted", "write_png", "png_ok", "preview_grid"]
 
-RUN_FILE, MANIFEST, PREVIEW = "run.json", "manifest.jsonl", "preview.png"
+RUN_FILE, MANIFEST, PREVIEW, CONFIG = "run.json", "manifest.jsonl", "preview.png", "config.yaml"
+SUBDIRS = ("images", "latents", "manifest")
+#: what the refusals suggest
+FIX_NEW_DIR = "choose a new or empty --output.dir (nothing there was changed)"
+FIX_OVERWRITE = ("use another --output.dir, or --output.overwrite true to delete that run's files (only the files "
+                 "it wrote) and start again")
+#: preview tiles are scaled to this many pixels on their longer side (at least 8x up, any amount down)
+PREVIEW_TILE = (64, 256)
 
 
 class GenerationInterrupted(TgsampleError):
@@ -49,24 +76,11 @@ class GenerationInterrupted(TgsampleError):
     exit_code = 128 + signal.SIGTERM
 
 
-def _atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then ``os.replace(tmp, path)``: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_png(path: Path, image: torch.Tensor) -> None:
-    """Write ``uint8 [H, W, C]`` (C = 1, 3 or 4) as a PNG, atomically."""
-    from PIL import Image
-
-    arr = image.numpy()
-    img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    _atomic(path, lambda tmp: img.save(tmp, format="PNG"))
+def write_png(path: Path, image: torch.Tensor, meta: Optional[dict] = None) -> str:
+    """Write ``uint8 [H, W, C]`` as a PNG atomically (``meta`` in its text chunk); returns its SHA-256."""
+    data = png_bytes(image, meta or {})
+    atomic_write(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def png_ok(path: Path) -> bool:
@@ -81,67 +95,78 @@ def png_ok(path: Path) -> bool:
         return False
 
 
-def _json_line(line: str) -> Optional[dict]:
-    try:
-        out = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return out if isinstance(out, dict) and "id" in out else None
+def _record_meta(record: Record, chash: str) -> dict:
+    return {"record": record.as_dict(), "config_hash": chash}
 
 
-def read_entries(paths: Sequence[Path]) -> list[dict]:
-    """Every well-formed manifest entry in ``paths`` (malformed lines, e.g. a cut-off last line, are skipped)."""
-    out: list[dict] = []
-    for p in paths:
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            continue
-        out += [e for e in map(_json_line, text.splitlines()) if e is not None]
-    return out
+def _same_record(row: dict, record: Record) -> bool:
+    return all(row.get(k) == v for k, v in (("prompt", record.prompt), ("seed", record.seed),
+                                             ("negative", record.negative), ("overrides", record.overrides)))
 
 
-def _same_record(entry: dict, record: Record) -> bool:
-    return all(entry.get(k) == v for k, v in (("prompt", record.prompt), ("seed", record.seed),
-                                               ("negative", record.negative), ("overrides", record.overrides)))
-
-
-def _grid(images: list, columns: int = 8):
-    """A PIL grid of equally sized PIL images (row-major, 2 px gaps)."""
+def _tile(img: Any) -> Any:
+    """``img`` scaled to :data:`PREVIEW_TILE`: up by an integer factor (nearest) or down (Lanczos)."""
     from PIL import Image
 
-    w, h = images[0].size
-    cols = min(columns, len(images))
-    rows = -(-len(images) // cols)
-    grid = Image.new(images[0].mode, (cols * (w + 2) - 2, rows * (h + 2) - 2))
-    for i, img in enumerate(images):
-        grid.paste(img, ((i % cols) * (w + 2), (i // cols) * (h + 2)))
-    return grid
+    lo, hi = PREVIEW_TILE
+    side = max(img.size)
+    if side < lo:
+        k = -(-lo // side)
+        return img.resize((img.width * k, img.height * k), Image.NEAREST)
+    if side > hi:
+        return img.resize((max(1, img.width * hi // side), max(1, img.height * hi // side)), Image.LANCZOS)
+    return img
+
+
+def preview_grid(paths: Sequence[Path], columns: int = 8) -> Any:
+    """A PIL grid of the images at ``paths`` (torchvision's ``make_grid``, 2 px white gaps), each tile
+    scaled to :data:`PREVIEW_TILE` pixels, so 64 SDXL images make a ~2000 px grid and 8 px digits are visible."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    tiles, size = [], None
+    for p in paths:
+        with Image.open(p) as img:
+            tile = _tile(img.convert("RGB"))
+        size = size or tile.size
+        tile = tile if tile.size == size else tile.resize(size, Image.LANCZOS)
+        tiles.append(torch.from_numpy(np.asarray(tile).copy()).permute(2, 0, 1))
+    grid = make_grid(torch.stack(tiles), nrow=min(columns, len(tiles)), padding=2, pad_value=255)
+    return Image.fromarray(grid.permute(1, 2, 0).numpy())
 
 
 class GenerationWriter(BasePredictionWriter):
     """Writes each batch as it comes (``return_predictions=False`` keeps memory flat); see the module docs.
 
     Args:
-        dir: the output directory (created; must be on a filesystem every rank sees).
-        overwrite: start again when the directory holds a run with a different config (its files are deleted);
-            otherwise that is refused.
-        latents: also save the final samples ``x`` as ``latents/<id>.safetensors``.
-        preview: how many images the preview grid shows (0: none).
+        dir: the run directory (seen by every rank); default outputs/<preset or student>.
+        overwrite: delete another job's files in the directory (only those) and start again.
+        extend: let this job add records to the directory's job.
+        latents: also save the final samples as latents/<id>.safetensors.
+        preview: how many images preview.png shows (0: none).
     """
 
-    def __init__(self, dir: str = "outputs", overwrite: bool = False, latents: bool = False, preview: int = 64):
+    def __init__(self, dir: Optional[str] = None, overwrite: bool = False, extend: bool = False,
+                 latents: bool = False, preview: int = 64):
         super().__init__(write_interval="batch")
-        self.dir = Path(dir)
-        self.overwrite, self.latents, self.preview = bool(overwrite), bool(latents), int(preview)
+        self.dir: Optional[Path] = None if dir is None else Path(dir)
+        self.overwrite, self.extend, self.latents = bool(overwrite), bool(extend), bool(latents)
+        if isinstance(preview, bool) or not isinstance(preview, int) or preview < 0:
+            raise ConfigError(f"preview={preview!r} must be an integer >= 0 (the number of images in the grid)")
+        self.preview = preview
         self.config: dict = {}
         self.config_hash = ""
         self.run_id = ""
+        self.records: list[Record] = []
         self.written = 0
+        self.summary: dict = {}
         self._part: Optional[Any] = None
         self._stop_signal: Optional[int] = None
         self._old_handler: Any = None
         self._launcher: Any = None
+        self._t0 = 0.0
+        self._summary_text = ""
         self.cli_config: Optional[str] = None  # the CLI's full YAML config, saved as config.yaml
 
     # --- paths -------------------------------------------------------------------------
@@ -155,76 +180,317 @@ class GenerationWriter(BasePredictionWriter):
     def _parts(self) -> list[Path]:
         return sorted((self.dir / "manifest").glob("part-*.jsonl"))
 
-    # --- preparing a run (rank 0) ------------------------------------------------------
+    def _say(self, trainer: Any, text: str) -> None:
+        if trainer.is_global_zero:
+            print(f"tgsample generate: {text}", flush=True)
 
-    def _create_dir(self) -> None:
+    # --- reading what is there (rank 0) ------------------------------------------------
+
+    def _read_run(self) -> tuple[str, Optional[dict], str]:
+        """``(state, run.json's content, why)``: state ``absent``, ``ok``, ``garbled`` (not readable as
+        JSON: possibly a torn or edited run.json) or ``foreign`` (JSON, but not a tgsample run.json)."""
+        path = self.dir / RUN_FILE
         try:
-            for sub in ("images", "manifest") + (("latents",) if self.latents else ()):
-                (self.dir / sub).mkdir(parents=True, exist_ok=True)
-            probe = self.dir / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(f"output directory {str(self.dir)!r} is not writable: {exc.strerror or exc}; "
-                              "choose a directory you can write to") from None
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return "absent", None, ""
+        except (OSError, UnicodeDecodeError) as exc:
+            return "garbled", None, f"unreadable ({exc})"
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return "garbled", None, f"not valid JSON ({exc.msg} at line {exc.lineno})"
+        if not isinstance(info, dict) or not isinstance(info.get("config_hash"), str):
+            return "foreign", None, "not a tgsample run.json"
+        return "ok", info, ""
 
-    def _wipe(self) -> None:
-        for sub in ("images", "latents", "manifest"):
-            shutil.rmtree(self.dir / sub, ignore_errors=True)
-        for name in (MANIFEST, PREVIEW, RUN_FILE, "config.yaml"):
+    def _foreign(self) -> list[str]:
+        """Files in a directory without a tgsample ``run.json`` that a run would write over and tgsample
+        did not write (at most 5)."""
+        out = [name for name in (RUN_FILE, CONFIG, PREVIEW, MANIFEST) if (self.dir / name).exists()]
+        for sub in SUBDIRS:
+            folder = self.dir / sub
+            for p in folder.iterdir() if folder.is_dir() else ():
+                ours = ((sub == "images" and p.suffix == ".png" and png_record(p) is not None)
+                        or (sub == "manifest" and p.name.startswith("part-")) or p.name.startswith("."))
+                if not ours:
+                    out.append(f"{sub}/{p.name}")
+                if len(out) >= 5:
+                    return out
+        return out
+
+    def _writable(self) -> None:
+        path = self.dir
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"output directory {str(path)!r} is not writable: it is a file; choose a directory")
+        while not path.exists():
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"output directory {str(self.dir)!r} is not writable ({str(path)!r} is "
+                              f"{'not a directory' if not path.is_dir() else 'read-only'}); choose a directory "
+                              "you can write to")
+
+    def _refuse(self, what: str, fix: str) -> ConfigError:
+        return ConfigError(f"output directory {str(self.dir)!r} holds {what}; {fix}")
+
+    def _no_foreign(self) -> None:
+        foreign = self._foreign() if self.dir.is_dir() else []
+        if foreign:
+            raise self._refuse(f"files tgsample did not write ({', '.join(foreign)})",
+                               FIX_NEW_DIR)
+
+    def precheck(self, config: dict, records_digest: str) -> None:
+        """Before the models are built (rank 0, read-only): the directory is usable, holds no files
+        tgsample did not write, and holds no other job (compared without the weights' fingerprint)."""
+        self._writable()
+        state, info, _ = self._read_run()
+        if state in ("absent", "foreign"):
+            self._no_foreign()
+        if state != "ok" or self.overwrite:
+            return
+        old = {k: v for k, v in info.get("config", {}).items() if k != "weights"}
+        if old != json.loads(json.dumps(config, default=str)):  # as run.json stores it (tuples are lists)
+            raise self._different_config(info.get("config", {}), dict(config, weights=info["config"].get("weights")))
+        self._check_records(info, records_digest)
+
+    def _different_config(self, old: dict, new: dict) -> ConfigError:
+        return self._refuse(f"a run with a different config (differs in {_diff(old, new)})",
+                            FIX_OVERWRITE)
+
+    def _check_records(self, info: dict, digest: str) -> None:
+        old = info.get("records", {}).get("hash")
+        if old not in (None, digest) and not self.extend:
+            n_old, n_new = old.split("-")[0], digest.split("-")[0]
+            raise self._refuse(f"another job: {n_old} records (digest {old}), this job {n_new} (digest {digest})",
+                               "use another --output.dir, or --output.extend true if this job adds records "
+                               "to that run (every image it finished must be one of this job's records)")
+
+    # --- preparing the run (rank 0, after the models are built and every setting checked) ---
+
+    def prepare(self, records: Sequence[Record]) -> bytearray:
+        """Rank 0: check the identity (weights included), repair what is broken, write ``run.json`` /
+        ``config.yaml`` / the merged manifest, and return the records still to generate (a 0/1 bytearray)."""
+        state, info, why = self._read_run()
+        digest = records_hash(r.key() for r in records)
+        if state in ("absent", "foreign"):
+            self._no_foreign()
+        if state == "garbled":
+            self._recover(why)
+        elif info is not None and (info["config_hash"] != self.config_hash or self.overwrite):
+            if not self.overwrite:
+                raise self._different_config(info.get("config", {}), self.config)
+            self._wipe({info["config_hash"]})
+            state, info = "absent", None
+        if info is not None:
+            self._check_records(info, digest)
+        with RowIndex() as index:
+            parts = self._parts()
+            pending, kept, same = self._decide(index, records, parts, verify=True)
+            if info is not None and info.get("records", {}).get("hash") not in (None, digest) and kept:
+                raise self._refuse(f"{len(kept)} finished image(s) that are not records of this job (e.g. "
+                                   f"{', '.join(kept[:3])})", "--output.extend only adds records: keep every "
+                                   "record of the run in this job, or use another --output.dir")
+            self._write_start(info, digest, replace=state == "garbled", config=any(pending))
+            if not same:
+                self._emit(index, records, pending, parts)
+            elif self.preview > 0 and not (self.dir / PREVIEW).exists():
+                self._write_preview()
+        return pending
+
+    def _recover(self, why: str) -> None:
+        """A garbled ``run.json`` is rebuilt from this job when the directory shows a tgsample run of this
+        config (manifest rows or images of it); rows of another config are refused (or wiped with
+        ``overwrite``); without any sign of a tgsample run the file is not ours and is refused."""
+        hashes = {row.get("config_hash") for _, row in read_rows([self.dir / MANIFEST, *self._parts()])}
+        images = self.dir / "images"
+        if not hashes and images.is_dir():
+            hashes = {(png_record(p) or {}).get("config_hash") for p in images.glob("*.png")} - {None}
+        if not hashes:
+            raise self._refuse(f"a {RUN_FILE} that is {why} and no sign of a tgsample run",
+                               FIX_NEW_DIR)
+        other = hashes - {self.config_hash}
+        if other and not self.overwrite:
+            raise self._refuse(f"a {RUN_FILE} that is {why} and images of another config (hash "
+                               f"{sorted(map(str, other))[0]}, this run {self.config_hash})",
+                               FIX_OVERWRITE)
+        if other:
+            self._wipe(other)
+        print(f"tgsample generate: note: {RUN_FILE} was {why}; rebuilding it (the run's images are of this "
+              "config)", file=sys.stderr)
+
+    def _wipe(self, hashes: set) -> None:
+        """``overwrite``: delete the files of the run(s) with config hash in ``hashes``: exactly those it
+        wrote (its rows' images and latents, PNGs whose text chunk names that config, its manifest parts and
+        top-level files); nothing else. Emptied folders are removed."""
+        from .data import _ID
+
+        for _, row in read_rows([self.dir / MANIFEST, *self._parts()]):
+            if row.get("config_hash") in hashes and _ID.fullmatch(row["id"]) and \
+                    (png_record(self.image_path(row["id"])) or {}).get("config_hash") in hashes:
+                self.image_path(row["id"]).unlink(missing_ok=True)
+                self.latent_path(row["id"]).unlink(missing_ok=True)
+        images = self.dir / "images"
+        for p in images.glob("*.png") if images.is_dir() else ():
+            if (png_record(p) or {}).get("config_hash") in hashes:
+                p.unlink()
+                self.latent_path(p.stem).unlink(missing_ok=True)
+        for p in self._parts():
+            p.unlink()
+        for name in (MANIFEST, PREVIEW, CONFIG, RUN_FILE):
             (self.dir / name).unlink(missing_ok=True)
+        for sub in SUBDIRS:
+            folder = self.dir / sub
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
-    def _check_config(self) -> None:
-        run = self.dir / RUN_FILE
-        if run.exists():
-            try:
-                old = json.loads(run.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = {}
-            if old.get("config_hash") != self.config_hash:
-                if not self.overwrite:
-                    diff = _diff(old.get("config", {}), self.config)
-                    raise ConfigError(
-                        f"output directory {str(self.dir)!r} holds a run with a different config (hash "
-                        f"{old.get('config_hash')!r}, this run {self.config_hash!r}; differs in {diff}); use "
-                        "another directory, or pass overwrite=True (--output.overwrite true) to delete it and start again")
-                self._wipe()
-            elif self.overwrite:
-                self._wipe()
-        self._create_dir()
-        if not run.exists():
-            from .. import __version__
+    def _valid(self, hit: Optional[tuple[str, dict]], record: Record, verify: bool) -> bool:
+        """Whether ``hit`` is a row of ``record`` at its own path whose files are there (``verify``: and
+        match the row's checksums)."""
+        if hit is None:
+            return False
+        row = hit[1]
+        if row.get("path") != f"images/{record.id}.png" or not _same_record(row, record):
+            return False
+        image = self.image_path(record.id)
+        if not verify:
+            return image.exists() and (not self.latents or self.latent_path(record.id).exists())
+        ok = sha256_file(image) == row["sha256"] if row.get("sha256") else png_ok(image)
+        if ok and self.latents:
+            latent = self.latent_path(record.id)
+            ok = sha256_file(latent) == row["latent_sha256"] if row.get("latent_sha256") else latent.exists()
+        return ok
 
-            info = {"config_hash": self.config_hash, "config": self.config, "tgsample": __version__,
-                    "created": time.time()}
-            _atomic(run, lambda tmp: tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str)))
+    def _adopt(self, record: Record) -> Optional[str]:
+        """The row of a PNG with no valid row whose own text chunk names this record and config, else None.
+        A PNG at the record's image path that tgsample did not write is refused (it is never overwritten)."""
+        path = self.image_path(record.id)
+        if not path.exists():
+            return None
+        meta = png_record(path)
+        if meta is None:
+            if png_ok(path):
+                raise self._refuse(f"an image tgsample did not write at images/{record.id}.png (the image of "
+                                   f"record {record.id!r})", "move it away, or use another --output.dir")
+            return None  # torn or corrupt: ours, made again
+        if meta.get("config_hash") != self.config_hash or meta.get("record") != record.as_dict():
+            return None  # another record's or another config's image (ours): made again
+        latent = self.latent_path(record.id)
+        if self.latents and not latent.exists():
+            return None
+        return self._row_line(record, sha256_file(path), f"latents/{record.id}.safetensors" if self.latents else None,
+                              sha256_file(latent) if self.latents else None, rank=None, run="adopted")
+
+    def _decide(self, index: RowIndex, records: Sequence[Record], parts: list[Path],
+                verify: bool) -> tuple[bytearray, list[str], bool]:
+        """Index the rows of this config (``manifest.jsonl`` and ``parts``) and pick each record's
+        (:meth:`_valid`; with ``verify``, PNGs without a valid row are adopted when their text chunk says
+        so). Returns ``(pending 0/1 per record, finished ids that are not records, whether manifest.jsonl
+        already holds exactly the rows it should)``."""
+        for line, row in read_rows([self.dir / MANIFEST, *parts]):
+            index.add(line, row, keep=lambda r: r.get("config_hash") == self.config_hash)
+        pending = bytearray(b"\x01") * len(records)
+        h = hashlib.sha256()
+        for i, record in enumerate(records):
+            hit = index.get(record.id)
+            line = hit[0] if self._valid(hit, record, verify) else self._adopt(record) if verify else None
+            if line is not None:
+                pending[i] = 0
+                h.update(line.encode())
+                if hit is None or hit[0] != line:
+                    index.add(line, json.loads(line))
+            index.take(record.id)  # a record's row is placed by record order (or dropped), never in rest()
+        kept = []
+        for line, row in index.rest():  # rows of this config for ids that are not records of this job
+            if self._other_ok(row):
+                kept.append(row["id"])
+                h.update(line.encode())
+        same = not parts and h.hexdigest() == (sha256_file(self.dir / MANIFEST) or hashlib.sha256().hexdigest())
+        return pending, kept, same
+
+    def _other_ok(self, row: dict) -> bool:
+        """A row of this config whose id is not a record of this job is kept when its image is where it
+        should be (it is never dropped for being someone else's record)."""
+        from .data import _ID
+
+        return bool(_ID.fullmatch(row["id"])) and row.get("path") == f"images/{row['id']}.png" \
+            and self.image_path(row["id"]).exists()
+
+    def _emit(self, index: RowIndex, records: Sequence[Record], pending: bytearray, parts: list[Path]) -> None:
+        """Write ``manifest.jsonl`` from ``index`` (each finished record's row in record order, then the other
+        rows :meth:`_decide` kept), remove the merged ``parts``, and redraw ``preview.png``."""
+        def lines() -> Iterator[str]:
+            for i, record in enumerate(records):
+                if not pending[i]:
+                    yield index.get(record.id)[0]
+            for line, row in index.rest():
+                if self._other_ok(row):
+                    yield line
+
+        atomic_write_lines(self.dir / MANIFEST, lines())
+        for p in parts:
+            p.unlink(missing_ok=True)
+        if self.preview > 0:
+            self._write_preview()
+
+    def _write_start(self, info: Optional[dict], digest: str, replace: bool = False, config: bool = True) -> None:
+        """``run.json`` (created atomically when new; rewritten only when the job's records change or it
+        was garbled), ``config.yaml`` (the config of the latest run that has work to do, written only when
+        different), the folders; temporaries of killed writers removed."""
+        from .. import __version__
+
+        for sub in ("images", "manifest") + (("latents",) if self.latents else ()):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        run = {"config_hash": self.config_hash, "config": self.config, "tgsample": __version__,
+               "records": {"count": int(digest.split("-")[0]), "hash": digest}, "created": time.time()}
+        encode = lambda d: json.dumps(d, indent=2, sort_keys=True, default=str).encode()  # noqa: E731
+        if replace:
+            atomic_write(self.dir / RUN_FILE, encode(run))
+        elif info is None:
+            if not create_exclusive(self.dir / RUN_FILE, encode(run)):  # another job claimed it since we looked
+                state, info, _ = self._read_run()
+                if info is None or info["config_hash"] != self.config_hash:
+                    raise self._refuse("a run that another job started meanwhile", "use another --output.dir")
+                self._check_records(info, digest)
+        if info is not None and info.get("records", {}).get("hash") != digest:
+            atomic_write(self.dir / RUN_FILE, encode({**info, "records": run["records"]}))
         if self.cli_config is not None:
-            _atomic(self.dir / "config.yaml", lambda tmp: tmp.write_text(self.cli_config))
+            text, path = self.cli_config.encode(), self.dir / CONFIG
+            if not path.exists() or (config and path.read_bytes() != text):
+                atomic_write(path, text)
+        self._remove_temporaries()
 
     def _remove_temporaries(self) -> None:
-        for sub in ("images", "latents", "manifest"):
-            for tmp in (self.dir / sub).glob(".*.tmp-*"):
+        """Temporary files of killed writers (``.<name>.tmp-<pid>``: only tgsample names them so)."""
+        for folder in (self.dir, *(self.dir / s for s in SUBDIRS)):
+            for tmp in folder.glob(".*.tmp-*") if folder.is_dir() else ():
                 tmp.unlink(missing_ok=True)
 
-    def done_ids(self, records: Sequence[Record]) -> set[str]:
-        """Ids with a manifest entry of this config, the same record content and an intact PNG."""
-        by_id = {r.id: r for r in records}
-        entries = read_entries([self.dir / MANIFEST] + self._parts())
-        ok = {e["id"] for e in entries if e.get("config_hash") == self.config_hash and e["id"] in by_id
-              and _same_record(e, by_id[e["id"]])}
-        if self.latents:
-            ok = {i for i in ok if self.latent_path(i).exists()}
-        return {i for i in ok if png_ok(self.image_path(i))}
+    # --- merging (rank 0) -----------------------------------------------------------------
 
-    def prepare(self, records: Sequence[Record]) -> list[str]:
-        """Rank 0: check the directory and config, clean up, and return the ids still to generate."""
-        self._check_config()
-        self._remove_temporaries()
-        done = self.done_ids(records)
-        pending = [r.id for r in records if r.id not in done]
-        if not pending:
-            self.merge(records)
-        return pending
+    def merge(self, records: Sequence[Record]) -> int:
+        """Write ``manifest.jsonl``: the latest row of each finished record in record order, then any other
+        rows of this config (never dropped), streamed through an on-disk index; then ``preview.png``; the
+        parts it merged are removed. Returns the number of records with a row."""
+        with RowIndex() as index:
+            parts = self._parts()
+            pending, _, _ = self._decide(index, records, parts, verify=False)
+            self._emit(index, records, pending, parts)
+        return len(records) - sum(pending)
+
+    def _write_preview(self) -> None:
+        """``preview.png``: the first ``preview`` images of the manifest (their own paths, never a row's)."""
+        import io
+
+        paths = []
+        for _, row in read_rows([self.dir / MANIFEST]):
+            if len(paths) >= self.preview:
+                break
+            if self.image_path(row["id"]).exists():
+                paths.append(self.image_path(row["id"]))
+        if paths:
+            buf = io.BytesIO()
+            preview_grid(paths).save(buf, format="PNG")
+            atomic_write(self.dir / PREVIEW, buf.getvalue())
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -232,129 +498,165 @@ class GenerationWriter(BasePredictionWriter):
         data = trainer.datamodule
         if data is None or not hasattr(data, "records"):
             raise ConfigError("GenerationWriter needs a GenerationData datamodule (trainer.predict(module, datamodule=...))")
-        self.config = pl_module.generation_config(trainer.precision)
-        from .module import config_hash
+        if self.dir is None:
+            self.dir = Path("outputs") / (getattr(pl_module, "preset", None) or pl_module.settings["student"])
+        self._stop_signal = None
+        self._install_sigterm(trainer)
+        self.records = data.records  # bad records fail here, on every rank
+        result: Any = ("ok",)
+        if trainer.is_global_zero:
+            try:
+                self.precheck(pl_module.generation_config(trainer.precision),
+                              records_hash(r.key() for r in self.records))
+            except TgsampleError as exc:  # every rank must leave the broadcast, then fail the same way
+                result = ("error", type(exc).__name__, str(exc))
+        result = trainer.strategy.broadcast(result, src=0)
+        _raise(result)
+        data.planner = lambda records: self._plan(trainer, pl_module, records)
+        self.written = 0
 
+    def _plan(self, trainer: Any, pl_module: Any, records: list[Record]) -> list[int]:
+        """Every rank, once the models are built: check every setting, then rank 0 prepares the directory;
+        returns the positions of the records still to generate."""
+        self._install_sigterm(trainer)  # again: a plain Trainer installs Lightning's handler after setup
+        pl_module.check_records(records)
+        self.config = pl_module.generation_config(trainer.precision)
         self.config_hash = config_hash(self.config)
         result: Any = None
         if trainer.is_global_zero:
             try:
-                result = ("ok", self.prepare(data.records), f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}")
-            except TgsampleError as exc:  # every rank must leave the broadcast, then fail the same way
+                run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}"
+                result = ("ok", self.prepare(records), run_id)
+            except TgsampleError as exc:
                 result = ("error", type(exc).__name__, str(exc))
         result = trainer.strategy.broadcast(result, src=0)
-        if result[0] == "error":
-            from .. import errors
-
-            raise getattr(errors, result[1], ConfigError)(result[2])
-        pending = set(result[1])
-        self.run_id = result[2]
-        data.pending = [r for r in data.records if r.id in pending]
-        self.records = {r.id: r for r in data.records}
-        self.written = 0
+        _raise(result)
+        pending, self.run_id = result[1], result[2]
+        todo = [i for i, flag in enumerate(pending) if flag]
+        self.summary = {"records": len(records), "skipped": len(records) - len(todo), "written": 0}
+        if not todo:
+            self._say(trainer, f"{len(records)} of {len(records)} already done in {self.dir}; nothing to do")
+            if self._stop_signal is not None:
+                raise GenerationInterrupted(f"stopped by signal {signal.Signals(self._stop_signal).name}; the job "
+                                            "had already finished")
+        self._t0 = time.perf_counter()
+        return todo
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
-        part = self.dir / "manifest" / f"part-{self.run_id}-r{trainer.global_rank:04d}.jsonl"
-        self._part = part.open("a", encoding="utf-8")
         self._install_sigterm(trainer)
 
     def _install_sigterm(self, trainer: Any) -> None:
-        self._stop_signal = None
+        if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            return
         self._launcher = getattr(trainer.strategy, "launcher", None)
-        self._old_handler = signal.getsignal(signal.SIGTERM)
+        if self._old_handler is None:
+            self._old_handler = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        if getattr(trainer, "received_sigterm", False):  # arrived while the models were being built
+        if getattr(trainer, "received_sigterm", False):  # arrived while Lightning's handler was installed
             self._on_sigterm(signal.SIGTERM, None)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        """Note the signal (the batch in flight still finishes and is written) and pass it on to the ranks this
-        process launched (``strategy="ddp"``). Lightning's own handler is not chained: it broadcasts from inside
-        the handler, which can deadlock against a rank waiting in the final barrier. Installed in
-        ``on_predict_start``, after Lightning installs its own (restored when the run ends)."""
+        """Note the signal (the batch in flight still finishes and is written) and pass it on to the ranks
+        this process launched (``strategy="ddp"``). No collective call happens here: the ranks agree to stop
+        at the start of the next batch."""
         first = self._stop_signal is None
         self._stop_signal = signum
         kill = getattr(self._launcher, "kill", None)
         if first and kill is not None:
             kill(signum)
 
+    def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                               dataloader_idx: int = 0) -> None:
+        """Stop before this batch if any rank received SIGTERM (every rank runs the same number of batches)."""
+        stop = self._stop_signal is not None
+        if trainer.world_size > 1:
+            stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
+        if stop:
+            name = signal.Signals(self._stop_signal or signal.SIGTERM).name
+            raise GenerationInterrupted(
+                f"stopped by signal {name} after writing {self.written} image(s) on rank {trainer.global_rank}; "
+                "rerun the same command to finish the job")
+
+    def _row_line(self, record: Record, sha: Optional[str], latent: Optional[str], latent_sha: Optional[str],
+                  rank: Optional[int], run: str, seconds: Optional[float] = None, config: Any = None) -> str:
+        return json.dumps({
+            **record.as_dict(), "config": config, "config_hash": self.config_hash,
+            "path": f"images/{record.id}.png", "sha256": sha, "latent": latent, "latent_sha256": latent_sha,
+            "seconds": seconds, "rank": rank, "run": run, "finished": time.time()}, default=str) + "\n"
+
     def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any,
                            batch_idx: int, dataloader_idx: int) -> None:
         records: list[Record] = prediction["records"]
-        per_image = prediction["seconds"] / max(1, len(records))
+        if not records:
+            return
+        per_image = round(prediction["seconds"] / len(records), 6)
         lines = []
         for record, image, x in zip(records, prediction["images"], prediction["x"]):
-            write_png(self.image_path(record.id), image)
-            latent = None
+            sha = write_png(self.image_path(record.id), image, _record_meta(record, self.config_hash))
+            latent = latent_sha = None
             if self.latents:
-                from safetensors.torch import save_file
+                from safetensors.torch import save
 
-                path = self.latent_path(record.id)
-                _atomic(path, lambda tmp: save_file({"x": x.contiguous()}, str(tmp)))
-                latent = str(path.relative_to(self.dir))
-            lines.append(json.dumps({
-                **record.as_dict(), "config": pl_module.record_settings(record), "config_hash": self.config_hash,
-                "path": str(self.image_path(record.id).relative_to(self.dir)), "latent": latent,
-                "seconds": round(per_image, 6), "rank": trainer.global_rank, "run": self.run_id,
-                "finished": time.time()}, default=str))
-        if lines:
-            self._part.write("\n".join(lines) + "\n")  # one write per batch, after its images are in place
-            self._part.flush()
+                data = save({"x": x.contiguous()})
+                atomic_write(self.latent_path(record.id), data)
+                latent, latent_sha = f"latents/{record.id}.safetensors", hashlib.sha256(data).hexdigest()
+            lines.append(self._row_line(record, sha, latent, latent_sha, trainer.global_rank, self.run_id,
+                                        per_image, pl_module.record_settings(record)))
+        if self._part is None:
+            part = self.dir / "manifest" / f"part-{self.run_id}-r{trainer.global_rank:04d}.jsonl"
+            self._part = part.open("a", encoding="utf-8")
+        self._part.write("".join(lines))  # one write per batch, after its images are in place
+        self._part.flush()
         self.written += len(records)
-        if self._stop_signal is not None:
-            raise GenerationInterrupted(
-                f"stopped by signal {signal.Signals(self._stop_signal).name} after writing {self.written} image(s) "
-                f"on rank {trainer.global_rank}; rerun the same command to finish the job")
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        self._close()
+        self._close_part()
         trainer.strategy.barrier("tgsample-merge")
         if trainer.is_global_zero:
-            self.merge(list(self.records.values()))
+            done = self.merge(self.records)
+            seconds = time.perf_counter() - self._t0
+            written = sum(1 for _, row in read_rows([self.dir / MANIFEST]) if row.get("run") == self.run_id)
+            self.summary.update(written=written, seconds=round(seconds, 3), left=len(self.records) - done)
+            preview = f"; preview: {self.dir / PREVIEW}" if self.preview and (self.dir / PREVIEW).exists() else ""
+            self._summary_text = (f"wrote {written} image(s) in {seconds:.1f} s ({written / max(seconds, 1e-9):.2f} "
+                                  f"images/s); {self.summary['skipped']} already done, {self.summary['left']} left; "
+                                  f"manifest: {self.dir / MANIFEST}{preview}")
         trainer.strategy.barrier("tgsample-merged")
+        stopped = self._stop_signal
+        self._restore_handler()
+        if stopped is not None:
+            raise GenerationInterrupted(f"stopped by signal {signal.Signals(stopped).name} after the last batch; the "
+                                        "manifest is merged (rerun the same command to check)")
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._close()
+        self._close_part()
+        self._restore_handler()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        self._close()
+        """Also after Lightning's own teardown, which may re-install a handler it saved while ours was in place.
+        Prints the summary (after the progress bar has closed)."""
+        self._close_part()
+        self._restore_handler()
+        if self._summary_text:
+            self._say(trainer, self._summary_text)
+            self._summary_text = ""
 
-    def _close(self) -> None:
+    def _close_part(self) -> None:
         if self._part is not None:
             self._part.close()
             self._part = None
-        if self._old_handler is not None:
-            signal.signal(signal.SIGTERM, self._old_handler)
-            self._old_handler = None
 
-    # --- merging -----------------------------------------------------------------------
+    def _restore_handler(self) -> None:
+        if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._old_handler if self._old_handler is not None else signal.SIG_DFL)
 
-    def merge(self, records: Sequence[Record]) -> list[dict]:
-        """Write ``manifest.jsonl`` (one entry per finished record, record order) and ``preview.png``;
-        the per-rank parts it merged are then removed. Returns the entries."""
-        parts = self._parts()
-        latest: dict[str, dict] = {}
-        for e in read_entries([self.dir / MANIFEST] + parts):
-            if e.get("config_hash") == self.config_hash and e.get("finished", 0) >= latest.get(e["id"], {}).get("finished", -1):
-                latest[e["id"]] = e
-        entries = [latest[r.id] for r in records if r.id in latest and _same_record(latest[r.id], r)
-                   and self.image_path(r.id).exists()]
-        text = "".join(json.dumps(e, default=str) + "\n" for e in entries)
-        _atomic(self.dir / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        for p in parts:
-            p.unlink(missing_ok=True)
-        if self.preview > 0 and entries:
-            self._write_preview(entries[: self.preview])
-        return entries
 
-    def _write_preview(self, entries: list[dict]) -> None:
-        from PIL import Image
+def _raise(result: tuple) -> None:
+    """Re-raise on every rank the typed error rank 0 reported through a broadcast."""
+    if result[0] == "error":
+        from .. import errors
 
-        images = []
-        for e in entries:
-            with Image.open(self.dir / e["path"]) as img:
-                images.append(img.copy())
-        grid = _grid(images)
-        _atomic(self.dir / PREVIEW, lambda tmp: grid.save(tmp, format="PNG"))
+        raise getattr(errors, result[1], ConfigError)(result[2])
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> str:

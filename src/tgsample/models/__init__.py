@@ -8,5 +8,9 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-__all__ = ["Model"]
+__all__ = ["DEFAULT_JOB", "Model"]
 __getattr__, __dir__ = lazy_exports(__name__, {"Model": "base"})
+
+#: What ``tgsample generate`` runs when given neither a model nor records: a preset (``tgsample list
+#: presets``) and example records for its student (class labels 0-9 x 8 seeds).
+DEFAULT_JOB = {"preset": "digits-compact", "prompts": list(range(10)), "seeds": 8}

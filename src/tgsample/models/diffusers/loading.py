@@ -86,6 +86,23 @@ def resolve(source: PathLike, what: str = "model", *, allow_download: bool = Fal
         raise ModelNotFoundError(f"{what} {str(source)!r}: download failed ({type(err).__name__}: {err})") from err
 
 
+def local_status(path: PathLike, *, unet: Optional[PathLike] = None, unet_weight_name: Optional[str] = None,
+                 lora: Optional[PathLike] = None, lora_weight_name: Optional[str] = None, **_: Any) -> str:
+    """``"local"`` when the pipeline at ``path`` (and its ``unet`` / ``lora``) can be loaded without the
+    network (a local path, or a hub id in the Hugging Face cache), else ``"missing: <what>"``
+    (what ``tgsample list --check`` shows; like timm's ``list_models(pretrained=True)``)."""
+    needs = [(path, "model", None, PIPELINE_PATTERNS), (unet, "UNet", unet_weight_name, None),
+             (lora, "LoRA", lora_weight_name, None)]
+    for source, what, filename, patterns in needs:
+        if source is None:
+            continue
+        try:
+            resolve(source, what, filename=filename, patterns=patterns)
+        except (ModelNotFoundError, OfflineModelError):
+            return f"missing: {source}" + (f" ({filename})" if filename else "")
+    return "local"
+
+
 def family(root: Path) -> str:
     """The family of the pipeline at ``root``: ``"flux"`` / ``"sd3"`` from the class of its transformer
     (``transformer/config.json``, :data:`TRANSFORMERS`); for a UNet pipeline ``"sdxl"`` when it has a second

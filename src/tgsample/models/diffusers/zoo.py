@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .bundle import DiffusersModel, load_model, make_teacher
+from .loading import local_status
 from .recipes import TEACHER
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -39,6 +40,7 @@ def _student(name: str, path: str, **fixed: Any) -> Any:
 
     factory.__name__ = name.replace("-", "_")
     factory.loading = {"path": path, **fixed}  # type: ignore[attr-defined]  # the published location and files
+    factory.weights = lambda: local_status(**factory.loading)  # type: ignore[attr-defined]  # tgsample list --check
     factory.__doc__ = (f"Student {name!r} (recipes: tgsample.models.diffusers.recipes). Keywords: see load_model "
                        f"(defaults {fixed}).")
     return factory
@@ -86,3 +88,6 @@ def sdxl(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = T
     return make_teacher("sdxl", SDXL, path=path, student=student, zero_copy=zero_copy, recipes={"": TEACHER},
                         family="sdxl", **options)
 
+
+sd15.weights = lambda: local_status(SD15)  # type: ignore[attr-defined]  # tgsample list --check
+sdxl.weights = lambda: local_status(SDXL)  # type: ignore[attr-defined]

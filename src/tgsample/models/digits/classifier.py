@@ -1,7 +1,7 @@
 """The digit classifier that scores samples: Frechet distance in its feature space and accuracy.
 
 Frechet distance between Gaussians fitted to features (the role FID plays in the paper):
-``FD = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})``.
+``FD = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})`` (clean-fid's implementation).
 Features are the classifier's 64-d penultimate activations of images in ``[-1, 1]`` (samples
 are clamped to that range first).
 """
@@ -90,14 +90,10 @@ def feature_stats(clf: DigitClassifier, x: Tensor, batch: int = 4096) -> tuple[T
     return f.mean(0), torch.cov(f.T)
 
 
-def _sqrt_psd(s: Tensor) -> Tensor:
-    vals, vecs = torch.linalg.eigh(s)
-    return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
-
-
 def frechet_distance(stats_1: tuple[Tensor, Tensor], stats_2: tuple[Tensor, Tensor]) -> float:
-    """``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2})`` (float64)."""
+    """``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})``: clean-fid's implementation
+    (:func:`tgsample.eval.metrics.fid`), on float64 statistics."""
+    from ...eval.metrics import fid
+
     (m1, s1), (m2, s2) = stats_1, stats_2
-    r = _sqrt_psd(s1)
-    cross = torch.linalg.eigvalsh(r @ s2 @ r).clamp(min=0).sqrt().sum()
-    return float((m1 - m2).square().sum() + torch.trace(s1) + torch.trace(s2) - 2 * cross)
+    return fid((m1.double().numpy(), s1.double().numpy()), (m2.double().numpy(), s2.double().numpy()))

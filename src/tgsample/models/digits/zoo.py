@@ -130,3 +130,12 @@ def compact_student(path: Optional[Union[str, Path]] = None) -> Model:
     """The compact student (~6x fewer parameters, trained from scratch by distillation); recipes
     :data:`~tgsample.models.digits.recipes.DIGITS_COMPACT`."""
     return _student("digits-compact", "digits_compact", path)
+
+
+def _embedded(file: str) -> Any:
+    return lambda: "embedded" if weights_path(file).is_file() else f"missing: {weights_path(file)}"
+
+
+teacher.weights = _embedded("digits_teacher")  # type: ignore[attr-defined]  # tgsample list --check
+student.weights = _embedded("digits_student")  # type: ignore[attr-defined]
+compact_student.weights = _embedded("digits_compact")  # type: ignore[attr-defined]
