@@ -126,6 +126,19 @@ def test_prompts_encoded_once_when_encoders_are_shared(tiny):
     assert s.parts.encoder.calls == before + 1
 
 
+def test_encoders_with_equal_weights_but_other_options_are_not_shared(tiny):
+    """PromptEncoder.same_as compares the options that shape the embeddings (clip skip, SDXL's micro-conditioning),
+    not only the weights."""
+    s = student("turbo-sdxl", path=str(tiny["turbo"]))
+    assert teacher("sdxl", path=str(tiny["sdxl"]), student=s, height=16, width=16).parts.encoder is s.parts.encoder
+    t = teacher("sdxl", path=str(tiny["sdxl"]), student=s, height=16, width=16, original_size=(40, 24))
+    assert t.parts.encoder is not s.parts.encoder and t.parts.net.prefix == "teacher_"
+    cond, _ = s.encode(["a cat"])
+    assert cond["teacher_time_ids"].tolist()[0][:2] == [40, 24] != cond["time_ids"].tolist()[0][:2]
+    sd = student("lcm-sd15", path=str(tiny["lcm-sd15"]))
+    assert teacher("sd15", path=str(tiny["sd15"]), student=sd, clip_skip=1).parts.encoder is not sd.parts.encoder
+
+
 def test_teacher_with_other_text_encoder_gets_its_own_keys(tiny):
     s = student("lcm-sd15", path=str(tiny["lcm-sd15"]))
     t = teacher("sd15", path=str(tiny["sd15-te"]), student=s)

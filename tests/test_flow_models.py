@@ -14,7 +14,7 @@ from tgsample import DistilledCFG, TeacherGuidance, registry, sample
 from tgsample.errors import ConfigError, ShapeMismatchError
 from tgsample.models.diffusers import FamilyMismatchError, ModelNotFoundError, OfflineModelError
 
-from tiny_flow import CASES, PROMPTS, SIZE, load, ours, parity, theirs
+from tiny_flow import CASES, PROMPTS, SEQ, SIZE, load, ours, parity, theirs
 from tiny_pipelines import _save_sd, sd_unet
 
 torch.set_num_threads(1)
@@ -143,6 +143,23 @@ def test_teacher_shares_the_students_text_encoders(flow_tiny, monkeypatch):
     forced = teacher("sd35-large", flow_tiny["sd35-large"], share_text_encoders=True, student=s3)
     assert forced.parts.encoder is s3.parts.encoder and forced.parts.net.prefix == ""
     assert loads == ["sd3"]  # only the SD3 student loaded its encoders
+
+
+def test_teacher_with_other_encoder_settings_keeps_its_own_encoder(flow_tiny):
+    """The same text-encoder files but another T5 length (or SD3 without T5): the teacher encodes with its own
+    settings (``teacher_*`` keys), with equal weights too; forcing the student's encoder on it is refused."""
+    s = student("flux-schnell", flow_tiny["flux-schnell"])
+    for path in (flow_tiny["flux-dev-link"], flow_tiny["flux-dev"]):  # the same files / equal weights
+        t = teacher("flux-dev", path, student=s, max_sequence_length=SEQ + 4)
+        assert t.parts.encoder is not s.parts.encoder and t.parts.encoder.max_sequence_length == SEQ + 4
+        assert t.parts.net.prefix == "teacher_"
+    cond, _ = s.encode(PROMPTS)
+    assert cond["encoder_hidden_states"].shape[1] == SEQ and cond["teacher_encoder_hidden_states"].shape[1] == SEQ + 4
+    with pytest.raises(ConfigError, match="share_text_encoders=True, but teacher 'flux-dev'"):
+        teacher("flux-dev", flow_tiny["flux-dev"], student=s, max_sequence_length=SEQ + 4, share_text_encoders=True)
+    s3 = student("sd35-large-turbo", flow_tiny["sd35-turbo"])
+    t3 = teacher("sd35-large", flow_tiny["sd35-turbo"], student=s3, t5=False)  # the student's own folder
+    assert t3.parts.encoder is not s3.parts.encoder and t3.parts.net.prefix == "teacher_"
 
 
 def test_teacher_with_fewer_text_encoders_reads_its_own_keys(flow_tiny):

@@ -259,7 +259,15 @@ def make_flow_teacher(name: str, kind: str, default_path: str, *, path: Optional
     if isinstance(s_enc, FlowPromptEncoder):
         options.setdefault("max_sequence_length", s_enc.max_sequence_length)
     if isinstance(s_enc, FlowPromptEncoder) and s_enc.kind == kind and share_text_encoders is not False:
-        if share_text_encoders or root.resolve() == s_parts.root.resolve() or all(
+        own = {"max_sequence_length": options["max_sequence_length"]}
+        theirs = {"max_sequence_length": s_enc.max_sequence_length}
+        if kind == "sd3":
+            own["t5"], theirs["t5"] = bool(options.get("t5", True)), s_enc.slots[-1] is not None
+        if own != theirs:
+            if share_text_encoders:
+                raise ConfigError(f"share_text_encoders=True, but teacher {name!r} asks for other encoder settings "
+                                  f"({own}) than student {student.name!r} has ({theirs}); drop one of them")
+        elif share_text_encoders or root.resolve() == s_parts.root.resolve() or all(
                 same_files(s_parts.root / f, root / f) for enc in ENCODERS[kind] for f in enc[:2]
                 if (s_parts.root / f).is_dir() or (root / f).is_dir()):
             options.setdefault("encoder", s_enc)
