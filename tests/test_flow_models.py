@@ -39,12 +39,13 @@ def test_equals_the_diffusers_pipeline_with_injected_latents(flow_tiny, case):
     from the same initial latents (``sample(latents=...)``). (CFG on x0 estimates is the pipelines' CFG on
     velocities: D is affine in v.) ``diffusers_parity=True`` is accepted and changes nothing: the flow
     pipelines' scheduler is tgsample's own convention."""
-    x, ref, model = parity(flow_tiny, case, seed=sorted(CASES).index(case))
+    seed = sorted(CASES).index(case)
+    x, ref, model = parity(flow_tiny, case, seed=seed)
     torch.testing.assert_close(x, ref, rtol=0, atol=PARITY_ATOL)
     switched = load(flow_tiny, case, diffusers_parity=True)
     assert switched.denoiser.diffusers_parity
     _, _, _, steps, guidance, _ = CASES[case]
-    z = torch.randn(len(PROMPTS), *model.sample_shape, generator=torch.Generator().manual_seed(sorted(CASES).index(case)))
+    z = torch.randn(len(PROMPTS), *model.sample_shape, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(ours(switched, z, guidance, steps=steps or model.recipes[""].steps), x)
     if CASES[case][0] == "students":
         r = model.recipes[""]
@@ -333,7 +334,8 @@ def test_published_recipes_are_the_models_recipes_and_presets(flow_tiny):
     for name, attr in (("flux-schnell", "FLUX_SCHNELL"), ("sd35-large-turbo", "SD35_LARGE_TURBO")):
         table = published(name)
         assert table == getattr(flow_recipes, attr) and set(table) == {"", "++"}
-        assert presets.get(name + "++").recipe == table["++"] and registry.get("students", name) is flow_zoo.STUDENTS[name]
+        assert presets.get(name + "++").recipe == table["++"]
+        assert registry.get("students", name) is flow_zoo.STUDENTS[name]
         plain, guided = table[""], table["++"]
         assert (plain.schedule, plain.steps, plain.solver, plain.guidance) == ("flow", 4, "euler", None)
         assert guided.teacher in registry.names("teachers") and guided.guidance["name"] == "teacher"

@@ -243,7 +243,8 @@ class FlowDenoiser(Denoiser):
         return sigma_to_t(sigma)
 
     def t_to_sigma(self, t: Tensor) -> Tensor:
-        """``sigma = t / (1 - t)`` (float64; ``t = 1`` is the pure-noise level ``2**53``, :func:`tgsample.flow.t_to_sigma`)."""
+        """``sigma = t / (1 - t)``, float64; ``t = 1`` is the pure-noise level ``2**53``
+        (:func:`tgsample.flow.t_to_sigma`)."""
         from .flow import t_to_sigma
 
         return t_to_sigma(t)

@@ -210,8 +210,8 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
     schedule = FlowSchedule.from_config(L.scheduler_config(root), spacing)
     import diffusers
 
-    transformer = L.load_part(getattr(diffusers, L.TRANSFORMERS[found]), root, "transformer", "transformer", torch_dtype=dtype,
-                              variant=variant)
+    transformer = L.load_part(getattr(diffusers, L.TRANSFORMERS[found]), root, "transformer", "transformer",
+                              torch_dtype=dtype, variant=variant)
     transformer.eval().requires_grad_(False)
     if weights == "fp8":
         transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
@@ -239,12 +239,13 @@ def make_flow_teacher(name: str, kind: str, default_path: str, *, path: Optional
     """A flow teacher, optionally for ``student``.
 
     With ``student=``: the teacher's latent space is checked against the student's first, before any of
-    its weights are read (:func:`~tgsample.models.diffusers.bundle.check_latent_space`); its image size and T5 length default to the student's; it shares the
-    student's prompt encoder without loading its own when ``share_text_encoders=True``, or (``None``, the
-    default) when its text-encoder files are the student's (the same directory, or the same Hugging Face cache
-    blobs). Otherwise it loads its own and :func:`~tgsample.models.diffusers.bundle.link_teacher` keeps one
-    copy if the weights are equal (``False`` skips the file comparison), else gives the teacher ``teacher_*``
-    keys.
+    its weights are read (:func:`~tgsample.models.diffusers.bundle.check_latent_space`); its image size and T5
+    length default to the student's; it shares the student's prompt encoder without loading its own when
+    ``share_text_encoders=True``, or (``None``, the default) when its text-encoder files are the student's (the
+    same directory, or the same Hugging Face cache blobs) -- in both cases only with the student's encoder
+    settings (T5 length, SD3's ``t5``). Otherwise it loads its own and
+    :func:`~tgsample.models.diffusers.bundle.link_teacher` keeps one copy if the weights and settings are equal
+    (``False`` skips the file comparison), else gives the teacher ``teacher_*`` keys.
     """
     path = path or default_path
     if student is None:
