@@ -45,6 +45,7 @@ GUIDANCES = {
     "teacher_eps": (lambda: TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.7, guided_steps=[0, 3],
                                             renoise="current", noise_mode="deterministic", space="eps"),
                     P_C + 0.7 * (P_T - P_C)),
+    "cfgpp_1.2": (lambda: CFGPP(1.2), P_U + 1.2 * (P_C - P_U)),  # the official 2S-a runs' slight extrapolation
 }
 
 
@@ -329,8 +330,12 @@ def test_teacher_guidance_bad_parameters(kwargs, match):
 
 
 def test_cfgpp_lam_out_of_range():
-    with pytest.raises(tgsample.ConfigError, match=r"CFG\+\+ lam=2.0 is outside"):
-        CFGPP(2.0)
+    """[0, 1.2]: the official Distillation++ 2S-a runs use 1.2; a CFG-sized scale is refused, saying why."""
+    assert CFGPP(1.2).lam == 1.2
+    for bad in (1.21, 7.5, -0.1):
+        with pytest.raises(tgsample.ConfigError, match=rf"CFG\+\+ lam={bad} is outside the allowed range \[0, 1.2\] "
+                                                       r"\(CFG\+\+'s lam is not a CFG scale"):
+            CFGPP(bad)
 
 
 def test_lam_as_function_of_sigma_and_per_step():
