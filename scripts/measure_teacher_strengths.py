@@ -1,144 +1,218 @@
-"""Effect size of the reference code's noise-space teacher update vs tgsample's x0 update (issue 12).
+"""What a teacher-guidance strength means, in x0 and in noise space (issue 12; docs: Guidance, "What a strength means").
 
-The Distillation++ reference code's ``random++`` sampler (LCM-LoRA, DMD2) interpolates *noise
-predictions* instead of x0 estimates. Written in sigma space (the reference code itself is not in
-this repository; this is the form docs/guidance.md and DESIGN.md describe):
+``TeacherGuidance`` interpolates x0 estimates by default, ``D_new = (1 - lam) D_s + lam D_T``. With
+``space="eps"`` it interpolates the noise predictions, as the official Distillation++ code's ``random++``
+sampler (LCM, LCM-LoRA, DMD2) does: ``eps_new = (1 - lam) eps_s + lam eps_T``. With the renoised teacher
+input ``x_r = D_s + sigma_r n`` that is, exactly,
 
-* tgsample (x0 form):    ``D_new = (1 - lam) D_s + lam D_T``
-* noise form:            ``eps_new = (1 - lam) eps_s + lam eps_T``, ``D_new = x - sigma eps_new``, with the
-  student's ``eps_s = (x - D_s) / sigma`` at ``x, sigma`` and the teacher's ``eps_T = (x_r - D_T) / sigma_r``
-  at its renoised input ``x_r = D_s + sigma_r n``; so ``D_new - D_s = lam sigma (eps_s - eps_T)``.
+    D_new - D_s = lam (sigma_i / sigma_r) (D_T - D_s)  +  lam sigma_i (eps_s - n)
 
-On the tiny saved pipelines of ``tests/tiny_pipelines.py`` (random weights: the numbers measure the size of
-each update on the same model, not image quality) and on the shipped, trained digits student and teacher,
-at each student's published ``lam`` / guided steps, this prints the mean |D_new - D_s| of the first guided
-step (with the noise form's injected-noise part ``lam sigma (eps_s - n)``), the mean |x - x_plain| of the
-final samples for both forms, and the x0-form ``lam`` whose final effect equals the noise form's (bisection;
-"> 1" where even ``lam = 1`` falls short). "self" runs the student as its own teacher::
+a teacher pull ``sigma_i / sigma_r`` times the x0 form's, plus renoise noise (zero when ``n`` is the
+student's own noise, ``noise_mode="deterministic"``). So the same ``lam`` means different things in the
+two spaces and on different schedules. This script prints two tables:
 
-    python scripts/measure_teacher_strengths.py          # CPU, ~1 min
+1. **The diffusers students' ``++`` recipes** on their own schedules, computed on SD's ``abar`` table
+   (diffusers' scaled-linear betas, SD 1.5's and SDXL's alike; no weights needed): per guided step
+   ``sigma_i -> sigma_r``, the teacher pull in x0 terms (``lam`` in x0 space, ``lam sigma_i / sigma_r`` in
+   eps space), the same for the reference code's lam and arithmetic (it renoises to the timestep
+   ``t - 1000 // steps`` on a table it shifts by one for LCM / LCM-LoRA), and the standard deviation of the
+   renoise noise eps space adds relative to the next level ``sigma_{i+1}`` (``lam sigma_i sqrt(2) / sigma_{i+1}``,
+   for a fresh ``n`` independent of a unit-variance ``eps_s``).
+2. **The shipped, trained digits students with their teacher** (8x8 digits; sigma 80 -> 1 on the first
+   step), at the SD recipes' lams 0.01 / 0.02 and at each student's own: the mean first-step change
+   ``|D_new - D_s|`` in both spaces (for eps: its teacher and noise parts), the mean change of the final
+   samples ``|x - x_plain|``, and the x0 lam whose final change equals the eps form's (bisection; "> 1"
+   where even lam = 1 falls short).
+
+Run (CPU, about a minute)::
+
+    python scripts/measure_teacher_strengths.py
 """
 
 from __future__ import annotations
 
+import math
 import sys
-import tempfile
 from pathlib import Path
+from typing import Any, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tgsample import math as M  # noqa: E402
-from tgsample import registry, sample  # noqa: E402
-from tgsample.guidance import CFG, Estimate, TeacherGuidance, build  # noqa: E402
+from tgsample import registry, sample
+from tgsample.noise import NoiseStreams
 
-from tiny_pipelines import build_all  # noqa: E402
-
-PROMPTS = ["a red cube", "a cat", "a lake at dawn", "an old man"] * 4  # short: the tiny tokenizer is per byte
-SEEDS = list(range(len(PROMPTS)))
-
-
-class Measured:
-    """Teacher guidance (a built :class:`TeacherGuidance` ``tg``) in the x0 or the noise form, recording
-    mean |D_new - D_s| of each guided evaluation and, for the noise form, of its injected-noise part."""
-
-    needs_step = True
-    splits_direction = True
-
-    def __init__(self, tg: TeacherGuidance, form: str):
-        self.tg, self.form = tg, form
-        self.shifts: list[float] = []
-        self.noise_parts: list[float] = []
-
-    def check(self, sigmas):
-        self.tg.check(sigmas)
-
-    def __call__(self, model, x, sigma, ctx):
-        tg = self.tg
-        est = tg.own(model, x, sigma, ctx)
-        index = ctx.require_step("teacher guidance")
-        if index not in tg.guided_steps:
-            return est
-        lam = tg.lam_at(index, sigma)
-        sigma_r = tg.renoise_sigma(sigma, ctx)
-        n = tg.renoise_noise(x, sigma, est, ctx)
-        x_r = M.renoise(est.denoised, sigma_r, n)
-        d_t = CFG(tg.teacher_cfg)(tg.teacher, x_r, sigma_r, ctx).denoised
-        if self.form == "x0":
-            d_new = M.interpolate(est.denoised, d_t, lam)
-        else:  # D_new - D_s = lam sigma (eps_s - n) + lam (sigma / sigma_r) (D_T - D_s): injected noise + amplified teacher
-            eps_s = M.implied_noise(x, est.denoised, sigma)
-            d_new = M.eps_to_x0(x, M.lerp(eps_s, M.implied_noise(x_r, d_t, sigma_r), lam), sigma)
-            self.noise_parts.append((lam * M.append_dims(sigma, x.ndim) * (eps_s - n)).abs().mean().item())
-        self.shifts.append((d_new - est.denoised).abs().mean().item())
-        return Estimate(d_new, est.direction)
+SCRIPT = Path(__file__).resolve()
+#: The official code's settings (github.com/geonyeong-park/distillation_pp_lightning @ 17eba42, SDXL only; the
+#: SD 1.5 students take their SDXL counterpart's). ``random++`` students (noise space): lam, teacher CFG (its
+#: ``--cfg_guidance``), guided steps (``--guide_step``) of the runs in run_mscoco.sh / run_onestep.sh, and by how
+#: much it shifts its ``abar`` table (it prepends 1.0 for LCM / LCM-LoRA, so its index t reads abar[t - 1]).
+REFERENCE_RANDOM_PP = {
+    "lcm-sd15": dict(lam=0.01, teacher_cfg=8.0, guided_steps=1, shift=1),  # random++_lcm, NFE 8, guide_step 1
+    "lcm-sdxl": dict(lam=0.01, teacher_cfg=8.0, guided_steps=1, shift=1),
+    "lcm-lora-sd15": dict(lam=0.02, teacher_cfg=6.0, guided_steps=1, shift=1),  # random++ lcmlora, cfg 6, NFE 3/5/8
+    "lcm-lora-sdxl": dict(lam=0.02, teacher_cfg=6.0, guided_steps=1, shift=1),
+    "dmd2-sdxl": dict(lam=0.01, teacher_cfg=7.5, guided_steps=2, shift=0),  # random++ dmd, cfg 7.5, guide_step 2
+}
+#: x0-space students (euler_lightning++ / euler_a++, teacher CFG hard-coded 7.5): the range of lams its runs use
+REFERENCE_X0 = {"lightning-sdxl": (0.03, 0.1), "lightning-lora-sdxl": (0.03, 0.1), "turbo-sdxl": (0.02, 0.1)}
+#: the SD recipes' lams, measured on the digits models too
+SD_LAMS = (0.01, 0.02)
 
 
-def families(tiny):
-    sd, xl = str(tiny["sd15"]), str(tiny["sdxl"])
-    return {  # name -> (student options, teacher options)
-        "lcm-sd15": (dict(path=str(tiny["lcm-sd15"])), dict(path=sd)),
-        "lcm-lora-sd15": (dict(path=sd, lora=str(tiny["lora-sd15"])), {}),
-        "dmd2-sdxl": (dict(path=xl, unet=str(tiny["dmd2-unet"])), {}),
-        "lightning-sdxl": (dict(path=xl, unet=str(tiny["dmd2-unet"])), {}),
-        "digits": ({}, {}),  # the shipped, trained digits student and teacher (pixel space, sigma_max 80)
-    }
+# --- 1. the diffusers recipes on SD's table -------------------------------------------------------------
 
 
-def conditioning(student):
-    labels = [i % 10 for i in SEEDS]
-    return student.encode(PROMPTS if hasattr(student, "parts") else labels, None)
+def sd_table() -> torch.Tensor:
+    """SD's ``abar`` table as diffusers computes it from the scheduler config SD 1.5 and SDXL ship."""
+    import inspect
+
+    from diffusers import DDPMScheduler
+
+    sys.path.insert(0, str(SCRIPT.parents[1] / "tests"))
+    from tiny_pipelines import SD_SCHEDULER  # the shipped pipelines' scheduler settings
+
+    accepted = inspect.signature(DDPMScheduler.__init__).parameters
+    return DDPMScheduler(**{k: v for k, v in SD_SCHEDULER.items() if k in accepted}).alphas_cumprod.double()
 
 
-def run(student, teacher, form=None, lam=None):
-    """The student's plain recipe (``form=None``) or its ``++`` recipe with the guidance in ``form``."""
-    cond, uncond = conditioning(student)
-    if form is None:
-        return sample(student, cond, uncond=uncond, seeds=SEEDS), None
-    spec = dict(student.recipes["++"].guidance)
-    if lam is not None:
-        spec["lam"] = lam
-    measured = Measured(build(spec, teacher=lambda name: teacher), form)
-    return sample(student, cond, uncond=uncond, seeds=SEEDS, recipe="++", guidance=measured), measured
+def _sigma(abar: float) -> float:
+    return math.sqrt((1 - abar) / abar)
 
 
-def matching_lam(student, teacher, plain, target, hi=1.0):
-    """The x0-form lam whose mean final |x - x_plain| equals ``target`` (bisection; effect grows with lam)."""
-    lo = 0.0
-    effect = lambda lam: (run(student, teacher, "x0", lam)[0] - plain).abs().mean().item()  # noqa: E731
-    if effect(hi) < target:
-        return float("inf")
+def recipe_rows(table: torch.Tensor) -> list[dict]:
+    """One row per guided step of every SD-family diffusers student's ``++`` recipe, on SD's table (the flow
+    students' schedules are not on it: docs/flow.md, "Which steps to guide")."""
+    from tgsample.denoisers import DiscreteVPDenoiser
+    from tgsample.resolve import resolve
+
+    model = DiscreteVPDenoiser(lambda *a, **k: None, table.float())
+    rows = []
+    for entry in sorted(registry.entries("recipes"), key=lambda e: e.name):
+        if not entry.value.startswith("tgsample.models.diffusers.recipes:"):
+            continue
+        recipe = registry.get("recipes", entry.name)["++"]
+        spec = recipe.guidance
+        sigmas = resolve(model, recipe.replace(guidance=None, teacher=None, teacher_options={})).sigmas.double()
+        steps = len(sigmas) - 1
+        timesteps = model.sigma_to_t(sigmas[:-1].float()).round().long().tolist()
+        guided = spec["guided_steps"]
+        guided = list(range(guided)) if isinstance(guided, int) else list(guided)
+        lam, space = spec["lam"], spec.get("space", "x0")
+        for i in guided:
+            s_i, s_r = float(sigmas[i]), float(sigmas[i + 1])  # renoise "next"
+            row = dict(student=entry.name, space=space, lam=lam, teacher_cfg=spec["teacher_cfg"], step=i,
+                       sigma=s_i, sigma_r=s_r, pull=lam * (s_i / s_r if space == "eps" else 1.0),
+                       noise=lam * s_i * math.sqrt(2) / s_r if space == "eps" else 0.0, reference=None)
+            ref = REFERENCE_RANDOM_PP.get(entry.name)
+            if ref is not None:  # the reference's random++ arithmetic at its lam, on this schedule
+                t, t_r, k = timesteps[i], timesteps[i] - 1000 // steps, ref["shift"]
+                row["reference"] = ref["lam"] * _sigma(float(table[t - k])) / _sigma(float(table[t_r - k]))
+            elif entry.name in REFERENCE_X0:
+                row["reference"] = lam  # its Lightning / Turbo samplers interpolate x0 estimates, as tgsample's
+            rows.append(row)
+    return rows
+
+
+def recipe_table(rows: list[dict]) -> str:
+    out = ["| student | `++` form | guided step: sigma_i -> sigma_r | teacher pull per step (x0 terms) | "
+           "the same, reference code's lam and arithmetic | renoise noise std / sigma_{i+1} |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ref = "—" if r["reference"] is None else f"{r['reference']:.3g}"
+        noise = "0" if r["space"] == "x0" else f"{r['noise']:.3g}"
+        out.append(f"| `{r['student']}` | {r['space']}, lam {r['lam']:g}, teacher CFG {r['teacher_cfg']:g} | "
+                   f"{r['step']}: {r['sigma']:.3g} -> {r['sigma_r']:.3g} | {r['pull']:.3g} | {ref} | {noise} |")
+    return "\n".join(out)
+
+
+# --- 2. the trained digits models -------------------------------------------------------------------------
+
+
+def digits_inputs(student: Any, n: int = 100) -> tuple[dict, dict, list[int]]:
+    """``n`` samples, label ``i mod 10``, seed ``i``."""
+    seeds = list(range(n))
+    cond, uncond = student.encode([i % 10 for i in seeds], None)
+    return cond, uncond, seeds
+
+
+def run(student: Any, teacher: Any, cond: dict, uncond: dict, seeds: list[int],
+        guidance: Optional[dict] = None) -> dict:
+    """The student's ``++`` recipe with its teacher-guidance spec changed by ``guidance`` (``None``: the plain
+    recipe): ``{"x": the start, "denoised": step 0's estimate, "final": the samples}``."""
+    steps: list[dict] = []
+    if guidance is None:
+        final = sample(student, cond, uncond=uncond, seeds=seeds, recipe="", callback=steps.append)
+    else:
+        spec = {**student.recipes["++"].guidance, **guidance}
+        final = sample(student, cond, uncond=uncond, seeds=seeds, recipe="++", guidance=spec, teacher=teacher,
+                       callback=steps.append)
+    return {"x": steps[0]["x"], "sigma": float(steps[0]["sigma"].flatten()[0]), "denoised": steps[0]["denoised"],
+            "final": final}
+
+
+def effect(student: Any, teacher: Any, lam: float, space: str, cond: dict, uncond: dict, seeds: list[int],
+           plain: Optional[dict] = None) -> dict:
+    """Mean first-step change ``|D_new - D_s|``, its renoise-noise part ``lam sigma_0 (eps_s - n)`` (eps space,
+    fresh noise), and the mean final change ``|x - x_plain|`` of the ``++`` recipe at ``lam`` in ``space``."""
+    plain = plain or run(student, teacher, cond, uncond, seeds)
+    guided = run(student, teacher, cond, uncond, seeds, {"lam": lam, "space": space})
+    change = guided["denoised"] - plain["denoised"]
+    noise = torch.zeros_like(change)
+    if space == "eps":
+        eps_s = (plain["x"] - plain["denoised"]) / plain["sigma"]
+        noise = lam * plain["sigma"] * (eps_s - NoiseStreams(seeds).randn_like("renoise", plain["x"]))
+    return {"first": change.abs().mean().item(), "noise": noise.abs().mean().item(),
+            "pull": (change - noise).abs().mean().item(), "final": (guided["final"] - plain["final"]).abs().mean().item()}
+
+
+def matching_x0_lam(student: Any, teacher: Any, target: float, cond: dict, uncond: dict, seeds: list[int],
+                    plain: dict) -> float:
+    """The x0-space lam whose mean final change equals ``target`` (bisection; ``inf`` if lam = 1 falls short)."""
+    final = lambda lam: effect(student, teacher, lam, "x0", cond, uncond, seeds, plain)["final"]  # noqa: E731
+    lo, hi = 0.0, 1.0
+    if final(hi) < target:
+        return math.inf
     for _ in range(14):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if effect(mid) < target else (lo, mid)
+        lo, hi = (mid, hi) if final(mid) < target else (lo, mid)
     return (lo + hi) / 2
+
+
+def digits_rows(n: int = 100) -> list[dict]:
+    teacher = registry.create("teachers", "digits")
+    rows = []
+    for name in ("digits", "digits-compact"):
+        student = registry.create("students", name)
+        cond, uncond, seeds = digits_inputs(student, n)
+        plain = run(student, teacher, cond, uncond, seeds)
+        own = student.recipes["++"].guidance["lam"]
+        for lam in (*SD_LAMS, own):
+            x0 = effect(student, teacher, lam, "x0", cond, uncond, seeds, plain)
+            eps = effect(student, teacher, lam, "eps", cond, uncond, seeds, plain)
+            rows.append(dict(student=name, lam=lam, own=lam == own, x0=x0, eps=eps,
+                             match=matching_x0_lam(student, teacher, eps["final"], cond, uncond, seeds, plain)))
+    return rows
+
+
+def digits_table(rows: list[dict]) -> str:
+    out = ["| student | lam | first step x0 / eps (eps: teacher pull + renoise noise) | final change x0 / eps "
+           "| x0 lam with the eps final change |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        x0, eps = r["x0"], r["eps"]
+        match = "> 1" if math.isinf(r["match"]) else f"{r['match']:.3g}"
+        out.append(f"| `{r['student']}` | {r['lam']:g}{' (its own)' if r['own'] else ''} | {x0['first']:.3g} / "
+                   f"{eps['first']:.3g} ({eps['pull']:.3g} + {eps['noise']:.3g}) | {x0['final']:.3g} / "
+                   f"{eps['final']:.3g} | {match} |")
+    return "\n".join(out)
 
 
 def main() -> None:
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        tiny = build_all(Path(tmp))
-        print(f"{len(SEEDS)} samples per run; mean |.| over elements. 'self': the student as its own teacher")
-        print("| student | lam (guided steps) | teacher | first-step shift: x0 / noise form (its injected-noise part) "
-              "| final effect x0 / noise form | x0 lam with the noise form's final effect |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for name, (s_opts, t_opts) in families(tiny).items():
-            student = registry.create("students", name, **s_opts)
-            guided = student.recipes["++"]
-            link = {} if name == "digits" else {"student": student}
-            real = registry.create("teachers", guided.teacher, **link, **{**guided.teacher_options, **t_opts})
-            spec = guided.guidance
-            plain, _ = run(student, real)
-            for label, teacher, lam in (("real", real, None), ("self", student, None), ("real", real, 0.01)):
-                if lam is not None and (name != "digits" or lam == spec["lam"]):
-                    continue  # digits: also at the SD students' lam 0.01
-                x0, x0_rec = run(student, teacher, "x0", lam)
-                noise, noise_rec = run(student, teacher, "noise", lam)
-                e_x0, e_noise = ((x - plain).abs().mean().item() for x in (x0, noise))
-                match = matching_lam(student, teacher, plain, e_noise)
-                print(f"| {name} | {lam or spec['lam']} ({spec['guided_steps']}) | {label} | {x0_rec.shifts[0]:.3g} / "
-                      f"{noise_rec.shifts[0]:.3g} ({noise_rec.noise_parts[0]:.3g}) | {e_x0:.3g} / {e_noise:.3g} "
-                      f"| {'> 1' if match == float('inf') else f'{match:.3g}'} |", flush=True)
+    print("1. The diffusers students' ++ recipes on SD's abar table (renoise next; eps: pull = lam sigma_i / sigma_r)\n")
+    print(recipe_table(recipe_rows(sd_table())), flush=True)
+    print("\n2. The trained digits students and teacher (100 samples, label i mod 10, seed i; mean |.| per element)\n")
+    print(digits_table(digits_rows()))
+
 
 if __name__ == "__main__":
     main()

@@ -308,7 +308,7 @@ def test_presets_are_the_students_recipes():
             assert student + variant in names
     assert "tdd-sd15" in names and "tdd-sd15++" in names  # falls out of deriving presets
     assert presets.get("lcm-sd15++").recipe.guidance == {
-        "name": "teacher", "lam": 0.01, "guided_steps": 1, "renoise": "next", "teacher_cfg": 8.0,
+        "name": "teacher", "lam": 0.01, "guided_steps": 1, "renoise": "next", "teacher_cfg": 8.0, "space": "eps",
         "student": {"name": "distilled_cfg", "scale": 8.0}}
     assert presets.get("lcm-sd15++").recipe.steps == 8 and presets.get("lcm-sd15").recipe.steps == 8
     assert presets.get("dmd2-sdxl++").recipe.guidance["guided_steps"] == 2

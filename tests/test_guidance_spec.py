@@ -39,7 +39,8 @@ def teacher_model(name: str = "digits") -> Model:
     lambda t: TeacherGuidance(t, lam=[0.3, 0.1], guided_steps=[0, 2], renoise="random", noise_mode="hybrid",
                               hybrid=0.7, teacher_cfg=2.0, student=DistilledCFG(3.0)),
     lambda t: Interval(TeacherGuidance(t, lam=0.2, student=CFG(1.5)), sigma_hi=10.0),
-], ids=["none", "cfg", "cfgpp", "distilled", "interval", "teacher", "interval_teacher"])
+    lambda t: TeacherGuidance(t, lam=0.02, teacher_cfg=6.0, space="eps", student=CFGPP(1.2)),
+], ids=["none", "cfg", "cfgpp", "distilled", "interval", "teacher", "interval_teacher", "teacher_eps"])
 def test_to_spec_round_trips_and_equality_come_free(make):
     t = teacher_model()
     g = make(t)
@@ -93,7 +94,7 @@ def test_the_example_plugins_guidance_is_a_spec_too():
     ({"name": "cfg", "scal": 2.0}, r"'scal' \(did you mean 'scale'\?\)"),
     ({"name": "teacher", "lam": 0.2}, "teacher guidance needs a teacher: set teacher="),
     ({"name": "interval"}, "cannot be built from options"),
-    ({"name": "cfgpp", "lam": 3}, r"CFG\+\+ lam=3.0 is outside the allowed range \[0, 1\]"),
+    ({"name": "cfgpp", "lam": 3}, r"CFG\+\+ lam=3.0 is outside the allowed range \[0, 1.2\]"),
     ({"name": "cfg", "scale": "high"}, "CFG scale='high' must be a finite number"),
 ])
 def test_bad_specs_are_typed_errors_naming_the_value(spec, match):

@@ -52,6 +52,19 @@ def test_interpolate_per_sample_lam_matches_scalar(a, data, lam):
     assert torch.equal(M.interpolate(a, b, torch.tensor(lam)), M.interpolate(a, b, lam[0]))
 
 
+@given(a=vectors, data=st.data(), lam=unit, sigma=sigmas)
+def test_interpolate_noise_is_the_noise_space_update(a, data, lam, sigma):
+    """x - sigma ((1 - lam) eps_s + lam eps_T) with eps_s = (x - D_s) / sigma, written out in float64; exact at the
+    endpoints (lam = 0: D_s; lam = 1: x - sigma eps_T)."""
+    d_s = torch.tensor(a, dtype=torch.float64)
+    x, eps_t = pair(data, len(a)).double(), pair(data, len(a)).double()
+    eps_s = (x - d_s) / sigma
+    expected = x - sigma * ((1 - lam) * eps_s + lam * eps_t)
+    torch.testing.assert_close(M.interpolate_noise(x, sigma, d_s, eps_t, lam), expected, rtol=1e-9, atol=1e-7)
+    assert torch.equal(M.interpolate_noise(x, sigma, d_s, eps_t, 0.0), d_s)
+    assert torch.equal(M.interpolate_noise(x, sigma, d_s, eps_t, 1.0), x - sigma * eps_t)
+
+
 @given(a=vectors, data=st.data())
 def test_cfg_scale_one_is_conditional(a, data):
     u = torch.tensor(a)

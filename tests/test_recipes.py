@@ -160,7 +160,8 @@ def test_recipes_import_no_torch():
                                          ("flow.md", "tgsample.models.diffusers.flow_recipes:")])
 def test_the_models_page_table_is_the_published_recipes(page, module):
     """docs/models.md's (docs/flow.md's) table of students says what their recipes say (schedule, steps, solver,
-    own guidance, teacher CFG, lam and guided steps), for every student whose recipes ``module`` publishes."""
+    own guidance, teacher CFG, lam, guided steps and interpolation space), for every student whose recipes
+    ``module`` publishes."""
     import re
     from pathlib import Path
 
@@ -176,7 +177,7 @@ def test_the_models_page_table_is_the_published_recipes(page, module):
         assert m, run
         schedule, steps, solver, gamma = m[1], int(m[2]), m[3], m[4]
         cfg = float(re.search(r", ([\d.]+)(?: \(zero-copy\))?$", teacher)[1])
-        lam_value, guided = re.match(r"^([\d.]+) \((\d)\)\*?$", lam).groups()
+        lam_value, guided, space = re.match(r"^([\d.]+) \((\d)\)\*?, (x0|eps)$", lam).groups()
         for student in re.findall(r"`([a-z0-9-]+)`", students):
             plain, tg = get(student), get(student, "++")
             assert (plain.schedule, plain.solver) == (schedule, solver), student
@@ -188,7 +189,9 @@ def test_the_models_page_table_is_the_published_recipes(page, module):
                 name, scale = re.match(r"^`(\w+)` ([\d.]+)", own).groups()
                 assert plain.guidance == {"name": name, "scale": float(scale)}, student
             spec = tg.guidance
-            assert (spec["teacher_cfg"], spec["lam"], spec["guided_steps"]) == (cfg, float(lam_value), int(guided)), student
+            assert (spec["teacher_cfg"], spec["lam"], spec["guided_steps"], spec["space"]) == (
+                cfg, float(lam_value), int(guided), space), student
+            assert f"in {space} space" in tg.note, student  # the note says which form
             checked.add(student)
     publishers = {e.name for e in registry.entries("recipes") if e.value.startswith(module)}
     assert checked == publishers

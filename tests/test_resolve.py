@@ -78,7 +78,7 @@ def test_the_run_records_every_parameter():
     assert d["solver_options"] == {"eta": 0.5} and d["teacher"] == "tiny"
     assert d["guidance"] == {"name": "teacher", "teacher": "tiny", "lam": 0.4, "guided_steps": [0], "renoise": "next",
                              "noise_mode": "random", "hybrid": 0.5, "teacher_cfg": 1.5,
-                             "student": {"name": "cfg", "scale": 2.0}}
+                             "student": {"name": "cfg", "scale": 2.0}, "space": "x0"}
     assert json.loads(json.dumps(d)) == d
 
 

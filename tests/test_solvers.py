@@ -40,6 +40,12 @@ GUIDANCES = {
                                               renoise="current", noise_mode="hybrid", teacher_cfg=2.0,
                                               student=CFGPP(1.0)), 0.5 * P_C + 0.5 * (P_U + 2.0 * (P_T - P_U))),
     "interval_cfg": (lambda: Interval(CFG(2.0), sigma_lo=0.0, sigma_hi=100.0), P_U + 2.0 * (P_C - P_U)),
+    # noise space, renoise "current" with the student's own noise: eps_T = eps_s + (P_C - P_T) / sigma, so
+    # x - sigma eps_new = P_C + lam (P_T - P_C), the x0 form's point (a direction change does not move a point mass)
+    "teacher_eps": (lambda: TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.7, guided_steps=[0, 3],
+                                            renoise="current", noise_mode="deterministic", space="eps"),
+                    P_C + 0.7 * (P_T - P_C)),
+    "cfgpp_1.2": (lambda: CFGPP(1.2), P_U + 1.2 * (P_C - P_U)),  # the official 2S-a runs' slight extrapolation
 }
 
 
@@ -148,15 +154,82 @@ def test_cfgpp_with_euler_is_cfg_with_a_per_step_scale():
 
 @pytest.mark.parametrize("solver", OWN)
 @pytest.mark.parametrize("renoise,noise", [("next", "random"), ("current", "deterministic"), ("random", "hybrid")])
-def test_teacher_lam_zero_is_the_plain_student_bit_for_bit(solver, renoise, noise):
+@pytest.mark.parametrize("space", ["x0", "eps"])
+def test_teacher_lam_zero_is_the_plain_student_bit_for_bit(solver, renoise, noise, space):
     student, teacher = tiny_denoiser(0), tiny_denoiser(1)
     cond = {"label": torch.tensor([0, 1, 2])}
     plain = tgsample.sample(student, cond, seeds=[3, 4, 5], sigmas=SIGMAS, solver=solver)
-    g = TeacherGuidance(teacher, lam=0.0, guided_steps=2, renoise=renoise, noise_mode=noise)
+    g = TeacherGuidance(teacher, lam=0.0, guided_steps=2, renoise=renoise, noise_mode=noise, space=space)
     guided = tgsample.sample(student, cond, seeds=[3, 4, 5], sigmas=SIGMAS, solver=solver, guidance=g)
     assert torch.equal(plain, guided)
-    g1 = TeacherGuidance(teacher, lam=0.3, guided_steps=2, renoise=renoise, noise_mode=noise)
+    g1 = TeacherGuidance(teacher, lam=0.3, guided_steps=2, renoise=renoise, noise_mode=noise, space=space)
     assert not torch.equal(plain, tgsample.sample(student, cond, seeds=[3, 4, 5], sigmas=SIGMAS, solver=solver, guidance=g1))
+
+
+@pytest.mark.parametrize("solver", OWN)
+def test_eps_space_lam_zero_with_a_split_student_is_bit_for_bit(solver):
+    """With CFG++ (direction != denoised) both estimates are interpolated in noise space; lam = 0 leaves both."""
+    D = tiny_denoiser(0)
+    cond, uncond = {"label": torch.tensor([0, 1, 2])}, {"label": torch.tensor([3, 3, 3])}
+    run = dict(uncond=uncond, seeds=[3, 4, 5], sigmas=SIGMAS, solver=solver)
+    plain = tgsample.sample(D, cond, guidance=CFGPP(0.6), **run)
+    g = TeacherGuidance(tiny_denoiser(1), lam=0.0, guided_steps=2, teacher_cfg=2.0, student=CFGPP(0.6), space="eps")
+    assert torch.equal(plain, tgsample.sample(D, cond, guidance=g, **run))
+
+
+def _teacher_spy(teacher):
+    """A teacher recording its input, noise level and output at each call."""
+    calls = []
+
+    def spy(x, sigma, **c):
+        out = teacher(x, sigma, **c)
+        calls.append((x.clone(), sigma.clone(), out.clone()))
+        return out
+
+    return tgsample.CallableDenoiser(spy), calls
+
+
+@pytest.mark.parametrize("student", [None, CFGPP(0.5)], ids=["plain", "cfgpp"])
+def test_eps_space_lam_one_steps_with_the_teachers_noise(student):
+    """lam = 1 in noise space replaces the student's noise by the teacher's, eps_T = (x_r - D_T) / sigma_r, in
+    what the step moves toward *and* what it carries: Euler's guided step is x_1 = x_0 + (sigma_1 - sigma_0) eps_T."""
+    D, T = tiny_denoiser(0), tiny_denoiser(1)
+    teacher, calls = _teacher_spy(T)
+    cond, uncond = {"label": torch.tensor([0, 1, 2])}, {"label": torch.tensor([3, 3, 3])}
+    g = TeacherGuidance(teacher, lam=1.0, guided_steps=[0], student=student, space="eps")
+    seen = []
+    tgsample.sample(D, cond, uncond=uncond, seeds=[3, 4, 5], sigmas=SIGMAS, guidance=g, callback=seen.append)
+    (x_r, sigma_r, d_t), = calls
+    eps_t = (x_r - d_t) / sigma_r[:, None]
+    assert torch.equal(sigma_r, SIGMAS[1].expand(3))
+    torch.testing.assert_close(seen[0]["denoised"], seen[0]["x"] - SIGMAS[0] * eps_t)
+    torch.testing.assert_close(seen[1]["x"], seen[0]["x"] + (SIGMAS[1] - SIGMAS[0]) * eps_t, rtol=1e-5, atol=1e-5)
+    # x0 space at lam = 1: the step moves to D_T but keeps the student's noise
+    g0 = TeacherGuidance(teacher, lam=1.0, guided_steps=[0], student=student)
+    seen0 = []
+    tgsample.sample(D, cond, uncond=uncond, seeds=[3, 4, 5], sigmas=SIGMAS, guidance=g0, callback=seen0.append)
+    torch.testing.assert_close(seen0[0]["denoised"], calls[-1][2])
+    assert not torch.allclose(seen0[1]["x"], seen[1]["x"], atol=1e-3)
+
+
+@pytest.mark.parametrize("noise", ["deterministic", "random"])
+def test_eps_space_closed_form_on_point_masses(noise):
+    """Student a point mass at P_C, teacher one at P_T, renoise to sigma_1: eps_T = n + (P_C - P_T) / sigma_1, so
+    D_new = P_C + lam (sigma_0 / sigma_1) (P_T - P_C) + lam sigma_0 (eps_s - n), eps_s = (x - P_C) / sigma_0.
+    The deterministic noise n = eps_s leaves the teacher's pull amplified by sigma_0 / sigma_1; fresh noise adds
+    the second term. In x0 space the same lam gives P_C + lam (P_T - P_C)."""
+    lam, seeds = 0.05, [7, 8]
+    cond = {"label": torch.zeros(2, dtype=torch.long)}
+    x = NoiseStreams(seeds).randn("init", (3,)) * SIGMAS[0]
+    eps_s = (x - P_C) / SIGMAS[0]
+    n = eps_s if noise == "deterministic" else NoiseStreams(seeds).randn("renoise", (3,))
+    expected = P_C + lam * SIGMAS[0] / SIGMAS[1] * (P_T - P_C) + lam * SIGMAS[0] * (eps_s - n)
+    for space, want in (("eps", expected), ("x0", (P_C + lam * (P_T - P_C)).expand(2, 3))):
+        g = TeacherGuidance(point_mass({0: P_T}), lam=lam, guided_steps=[0], noise_mode=noise, space=space)
+        est = tgsample.GuidedModel(point_mass({0: P_C}), g, cond, None, SIGMAS, NoiseStreams(seeds))(x, SIGMAS[0], 0)
+        torch.testing.assert_close(est.denoised, want, rtol=1e-5, atol=1e-5)
+        if space == "eps":
+            assert est.direction is est.denoised  # no split: one interpolation serves both
 
 
 def test_exact_teacher_with_current_deterministic_renoise_returns_the_student():
@@ -280,6 +353,7 @@ def test_guided_last_step_with_next_renoise_is_a_config_error():
     ({"lam": [0.1, 0.2], "guided_steps": 1}, r"lam has 2 values for 1 guided steps"),
     ({"guided_steps": [1.5]}, r"step indices must be integers"),
     ({"teacher_cfg": float("inf")}, r"teacher_cfg=inf must be a finite number"),
+    ({"space": "v"}, r"space='v' is not one of the allowed values \['x0', 'eps'\]"),
 ])
 def test_teacher_guidance_bad_parameters(kwargs, match):
     with pytest.raises(tgsample.ConfigError, match=match):
@@ -287,8 +361,12 @@ def test_teacher_guidance_bad_parameters(kwargs, match):
 
 
 def test_cfgpp_lam_out_of_range():
-    with pytest.raises(tgsample.ConfigError, match=r"CFG\+\+ lam=2.0 is outside"):
-        CFGPP(2.0)
+    """[0, 1.2]: the official Distillation++ 2S-a runs use 1.2; a CFG-sized scale is refused, saying why."""
+    assert CFGPP(1.2).lam == 1.2
+    for bad in (1.21, 7.5, -0.1):
+        with pytest.raises(tgsample.ConfigError, match=rf"CFG\+\+ lam={bad} is outside the allowed range \[0, 1.2\] "
+                                                       r"\(CFG\+\+'s lam is not a CFG scale"):
+            CFGPP(bad)
 
 
 def test_lam_as_function_of_sigma_and_per_step():
@@ -333,6 +411,9 @@ def test_point_mass_lands_on_the_point_for_any_schedule(sigmas, solver, name):
     if name == "teacher_cfgpp":
         guidance = TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.5, guided_steps=sorted({0, last}),
                                    renoise="current", noise_mode="hybrid", teacher_cfg=2.0, student=CFGPP(1.0))
+    if name == "teacher_eps":
+        guidance = TeacherGuidance(point_mass({0: P_T, -1: P_U}), lam=0.7, guided_steps=sorted({0, last}),
+                                   renoise="current", noise_mode="deterministic", space="eps")
     D = point_mass({0: P_C, -1: P_U})
     cond, uncond = _cond(2)
     x = tgsample.sample(D, cond, uncond=uncond, seeds=[0, 1], sigmas=sigmas, solver=solver, guidance=guidance, shape=(3,))

@@ -43,6 +43,19 @@ def interpolate(student: Tensor, teacher: Tensor, lam: Scalar) -> Tensor:
     return lerp(student, teacher, lam)
 
 
+def interpolate_noise(x: Tensor, sigma: Scalar, student: Tensor, teacher_noise: Tensor, lam: Scalar) -> Tensor:
+    r"""Teacher-guided estimate in noise space (the Distillation++ reference code's ``random++`` update):
+    ``eps_new = (1 - lam) eps_s + lam eps_T`` with the student's ``eps_s = (x - D_s) / sigma`` at its own
+    ``x, sigma`` and the teacher's noise prediction ``eps_T`` (at its renoised input), returned as the x0
+    estimate ``x - sigma eps_new``.
+
+    Computed as ``interpolate(D_s, x - sigma eps_T, lam)`` (the same value): the teacher's noise carried to
+    the student's point, then the x0 interpolation, so ``lam = 0`` gives ``D_s`` and ``lam = 1`` gives
+    ``x - sigma eps_T`` exactly.
+    """
+    return interpolate(student, eps_to_x0(x, teacher_noise, sigma), lam)
+
+
 def cfg(uncond: Tensor, cond: Tensor, scale: Scalar) -> Tensor:
     """Classifier-free guidance ``D_u + w * (D_c - D_u)``; ``w = 1`` returns ``D_c`` exactly."""
     return lerp(uncond, cond, scale)

@@ -159,7 +159,7 @@ class Recipe:
                 ``n`` for the first ``n`` steps, or a list of step indices. Guide 1--2 early steps only.
             renoise: ``next`` / ``current`` / ``random`` (uniform in the teacher's timestep) / ``random_sigma``.
             teacher_cfg: the teacher's CFG scale.
-            **options: more options of the ``teacher`` guidance (``noise_mode``, ``hybrid``).
+            **options: more options of the ``teacher`` guidance (``noise_mode``, ``hybrid``, ``space``).
         """
         spec: dict[str, Any] = {"name": "teacher", "lam": lam, "guided_steps": steps, "renoise": renoise,
                                 "teacher_cfg": teacher_cfg, **options}

@@ -2,13 +2,14 @@
 guidance specs (:mod:`tgsample.guidance.spec`: YAML / dicts to objects and back)."""
 
 from .base import Estimate, Guidance, StepContext, denoise, denoise_pair, is_guidance, require_uncond
-from .cfg import CFG, CFGPP, DistilledCFG, NoGuidance, RescaledCFG, check_finite, check_unit
+from .cfg import CFG, CFGPP, CFGPP_MAX_LAM, DistilledCFG, NoGuidance, RescaledCFG, check_finite, check_unit
 from .interval import Interval
 from .spec import build, model_part, part, to_spec
-from .teacher import NOISE_MODES, RENOISE_SCHEDULES, TeacherGuidance
+from .teacher import INTERPOLATION_SPACES, NOISE_MODES, RENOISE_SCHEDULES, TeacherGuidance
 
 __all__ = [
-    "CFG", "CFGPP", "DistilledCFG", "Estimate", "Guidance", "Interval", "NOISE_MODES", "NoGuidance",
-    "RENOISE_SCHEDULES", "RescaledCFG", "StepContext", "TeacherGuidance", "build", "check_finite", "check_unit",
-    "denoise", "denoise_pair", "is_guidance", "model_part", "part", "require_uncond", "to_spec",
+    "CFG", "CFGPP", "CFGPP_MAX_LAM", "DistilledCFG", "Estimate", "Guidance", "INTERPOLATION_SPACES", "Interval",
+    "NOISE_MODES", "NoGuidance", "RENOISE_SCHEDULES", "RescaledCFG", "StepContext", "TeacherGuidance", "build",
+    "check_finite", "check_unit", "denoise", "denoise_pair", "is_guidance", "model_part", "part", "require_uncond",
+    "to_spec",
 ]

@@ -14,17 +14,22 @@ from ..errors import ConfigError
 from .base import Estimate, Guidance, StepContext, denoise, denoise_pair, frozen_set, require_uncond
 from .spec import part
 
-__all__ = ["CFG", "CFGPP", "DistilledCFG", "NoGuidance", "RescaledCFG", "check_finite", "check_unit"]
+__all__ = ["CFG", "CFGPP", "CFGPP_MAX_LAM", "DistilledCFG", "NoGuidance", "RescaledCFG", "check_finite", "check_unit"]
+
+#: the largest CFG++ ``lam`` accepted: the official Distillation++ code's DPM++ 2S-a runs use 1.2 (the CFG++
+#: paper's range is [0, 1]); above 1 the guided estimate extrapolates past the conditional one.
+CFGPP_MAX_LAM = 1.2
 
 
-def check_unit(name: str, value: Any) -> float:
-    """``value`` as a float after checking it is a strength in ``[0, 1]`` (:class:`ConfigError` naming ``name``)."""
+def check_unit(name: str, value: Any, hi: float = 1.0, why: str = "") -> float:
+    """``value`` as a float after checking it is a strength in ``[0, hi]`` (:class:`ConfigError` naming
+    ``name``, the range and ``why``)."""
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} must be a number in [0, 1]") from None
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={value!r} is outside the allowed range [0, 1]")
+        raise ConfigError(f"{name}={value!r} must be a number in [0, {hi:g}]") from None
+    if not 0.0 <= value <= hi:
+        raise ConfigError(f"{name}={value!r} is outside the allowed range [0, {hi:g}]{why}")
     return value
 
 
@@ -95,13 +100,18 @@ class CFGPP(Guidance):
 
     With Euler this is CFG with the per-step scale ``w_i = lam * sigma_i / (sigma_i - sigma_{i+1})``;
     ``lam = 0`` follows the unconditional trajectory and ``lam = 1`` is *not* the conditional sampler.
+    ``lam`` lies in ``[0, CFGPP_MAX_LAM]`` = ``[0, 1.2]``: the paper's ``[0, 1]`` and the slight
+    extrapolation (``lam > 1``: ``denoised`` beyond ``D_c``) of the official Distillation++ DPM++ 2S-a runs.
     """
 
     lam: float = 0.6
     splits_direction = True
 
     def __post_init__(self) -> None:
-        frozen_set(self, lam=check_unit("CFG++ lam", self.lam))
+        frozen_set(self, lam=check_unit(
+            "CFG++ lam", self.lam, CFGPP_MAX_LAM,
+            " (CFG++'s lam is not a CFG scale: lam = 1 already moves to the conditional estimate and lam > 1 "
+            "extrapolates past it; the CFG++ paper uses [0, 1], the official Distillation++ code at most 1.2)"))
 
     def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
         d_c, d_u = denoise_pair(model, x, sigma, ctx.cond, require_uncond(ctx, "CFG++"))

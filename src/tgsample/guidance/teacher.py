@@ -20,6 +20,10 @@ NOISE_MODES = ("random", "deterministic", "hybrid")
 
 Lam = Union[float, Sequence[float], Callable[[float], float]]
 
+#: where the teacher's estimate is mixed in: ``x0`` (the paper's update rule) or ``eps`` (the reference code's
+#: ``random++``: the noise predictions).
+INTERPOLATION_SPACES = ("x0", "eps")
+
 
 def timestep_map(teacher: Any) -> Optional[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
     """``(sigma_to_t, t_to_sigma)`` of a teacher (a model or its denoiser) that has a timestep: a discrete
@@ -50,7 +54,11 @@ class TeacherGuidance(Guidance):
     2. ``x_r = D_s + sigma_r * n`` with ``n`` fresh (``random``), the student's implied noise
        ``(x_i - direction) / sigma_i`` (``deterministic``), or ``c n_det + sqrt(1 - c^2) z`` (``hybrid``);
     3. ``D_T = D_teacher(x_r, sigma_r)``, with the teacher's own CFG scale ``teacher_cfg``;
-    4. ``denoised = (1 - lam) D_s + lam D_T``; ``direction`` stays the student's.
+    4. ``space="x0"``: ``denoised = (1 - lam) D_s + lam D_T``, ``direction`` stays the student's;
+       ``space="eps"``: the noise predictions are interpolated, ``eps_new = (1 - lam) eps_s + lam eps_T`` with
+       ``eps_T = (x_r - D_T) / sigma_r``, and the step is taken with it: ``denoised`` and ``direction`` each
+       become ``x_i - sigma_i eps_new`` of their own ``eps_s = (x_i - D_s) / sigma_i``
+       (:func:`tgsample.math.interpolate_noise`).
 
     Args:
         teacher: the teacher: a registered :class:`~tgsample.models.Model` or a denoiser (same sample shape
@@ -64,6 +72,9 @@ class TeacherGuidance(Guidance):
             (the draws themselves come from the run's per-sample ``renoise`` stream).
         hybrid: the weight ``c`` of the deterministic noise in ``hybrid`` mode.
         teacher_cfg: the teacher's CFG scale (1 = conditional teacher, one call).
+        space: ``x0`` (default) or ``eps``, where the teacher's estimate is mixed in (docs: Guidance,
+            "x0 or noise space"). In ``eps`` a given ``lam`` moves ``denoised`` ``sigma_i / sigma_r`` times
+            as far toward the teacher as in ``x0``, plus ``lam sigma_i (eps_s - n)`` of renoise noise.
         student: the student's own guidance (e.g. ``CFG(2)`` or ``CFGPP(0.6)``); default none.
     """
 
@@ -75,6 +86,7 @@ class TeacherGuidance(Guidance):
     hybrid: float = 0.5
     teacher_cfg: float = 1.0
     student: Optional[Guidance] = part()
+    space: str = "x0"
 
     needs_step = True
     splits_direction = True
@@ -94,7 +106,8 @@ class TeacherGuidance(Guidance):
         frozen_set(self, guided_steps=steps, lam=lam, renoise=_choice("renoise", self.renoise, RENOISE_SCHEDULES),
                    noise_mode=_choice("noise_mode", self.noise_mode, NOISE_MODES),
                    hybrid=check_unit("hybrid", self.hybrid),
-                   teacher_cfg=check_finite("teacher_cfg", self.teacher_cfg))
+                   teacher_cfg=check_finite("teacher_cfg", self.teacher_cfg),
+                   space=_choice("space", self.space, INTERPOLATION_SPACES))
 
     @property
     def own(self) -> Guidance:
@@ -162,4 +175,10 @@ class TeacherGuidance(Guidance):
                               "guide an earlier step or use renoise='current'")
         x_r = M.renoise(est.denoised, sigma_r, self.renoise_noise(x, sigma, est, ctx))
         d_t = CFG(self.teacher_cfg)(self.teacher, x_r, sigma_r, ctx).denoised
-        return Estimate(M.interpolate(est.denoised, d_t, self.lam_at(index, sigma)), est.direction)
+        lam = self.lam_at(index, sigma)
+        if self.space == "x0":
+            return Estimate(M.interpolate(est.denoised, d_t, lam), est.direction)
+        eps_t = M.implied_noise(x_r, d_t, sigma_r)
+        denoised = M.interpolate_noise(x, sigma, est.denoised, eps_t, lam)
+        same = est.direction is est.denoised
+        return Estimate(denoised, denoised if same else M.interpolate_noise(x, sigma, est.direction, eps_t, lam))

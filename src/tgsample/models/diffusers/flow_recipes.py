@@ -3,7 +3,8 @@
 
 As :mod:`.recipes` does for the SD-family students, and with its :func:`~.recipes.published`: ``""`` is each
 student's published sampling -- its diffusers pipeline's settings on the model card --, ``"++"`` the same run
-with teacher guidance on its first step, renoised to ``sigma_1``.
+with teacher guidance on its first step, renoised to ``sigma_1``, in x0 space (the paper's update rule: the
+reference code has no flow-matching sampler whose form could be followed).
 
 Where the numbers come from:
 
@@ -12,8 +13,9 @@ Where the numbers come from:
 * SD3.5 Large Turbo: 4 steps, ``guidance_scale=0``; shift 3 from its scheduler config.
 * Teachers on their own (baselines): FLUX.1-dev 50 steps with the embedded guidance 3.5; SD3.5 Large
   28 steps, CFG 3.5; SD3.5 Medium 40 steps, CFG 4.5 (their model cards).
-* Teacher guidance: no published strength exists for flow models (Distillation++ covers SD-family students
-  only). ``lam`` and the guided steps below are tgsample's choice, not tuned on real weights; the teacher's
+* Teacher guidance: no published form or strength exists for flow models (Distillation++ covers SD-family
+  students only). ``lam``, the guided steps and the x0 form below are tgsample's choice, not tuned on real
+  weights; the teacher's
   CFG is its own model card's (FLUX-dev: the embedded 3.5 as the teacher's ``guidance_scale`` option, no true
   CFG). See docs: Flow models, "Which steps to guide".
 """
@@ -26,14 +28,17 @@ from .recipes import published
 __all__ = ["FLUX_SCHNELL", "SD35_LARGE_TURBO", "TEACHERS"]
 
 # one attribute per student: the entry points name them (``flux-schnell = "...flow_recipes:FLUX_SCHNELL"``)
+_NO_REFERENCE = ("not in the reference code (it has no flow-matching sampler): the paper's x0 update, lam our "
+                 "choice, not tuned on real weights")
 FLUX_SCHNELL = published(schedule="flow", steps=4, solver="euler", teacher="flux-dev", lam=0.05, teacher_cfg=1.0,
-                         teacher_options={"guidance_scale": 3.5},
-                         note="FLUX.1-schnell: 4 Euler steps, no guidance (model card); teacher FLUX.1-dev with its "
-                              "embedded guidance 3.5; lam not published (our choice)")
+                         space="x0", teacher_options={"guidance_scale": 3.5},
+                         note="FLUX.1-schnell: 4 Euler steps, no guidance (model card)",
+                         source=f"teacher FLUX.1-dev with its embedded guidance 3.5 (its model card), no true CFG; "
+                                f"{_NO_REFERENCE}")
 SD35_LARGE_TURBO = published(schedule="flow", steps=4, solver="euler", teacher="sd35-large", lam=0.05,
-                             teacher_cfg=3.5,
-                             note="SD3.5 Large Turbo: 4 Euler steps, shift 3, no CFG (model card); teacher SD3.5 "
-                                  "Large at CFG 3.5; lam not published (our choice)")
+                             teacher_cfg=3.5, space="x0",
+                             note="SD3.5 Large Turbo: 4 Euler steps, shift 3, no CFG (model card)",
+                             source=f"teacher SD3.5 Large at its model card's CFG 3.5; {_NO_REFERENCE}")
 
 #: teacher -> how it is sampled on its own (a baseline; its ``Model.recipes[""]``)
 TEACHERS: dict[str, Recipe] = {
