@@ -164,6 +164,7 @@ FLOW_GUIDANCES = {
                                                 noise_mode="deterministic", teacher_cfg=2.0), P_C),
     "teacher_cfgpp": (lambda: TeacherGuidance(_teacher(), lam=0.5, guided_steps=[0, 2], noise_mode="hybrid",
                                               student=CFGPP(1.0)), P_C),
+    "teacher_eps": (lambda: TeacherGuidance(_teacher(), lam=0.5, guided_steps=[1, 2], space="eps"), P_C),
     "interval_cfg": (lambda: Interval(CFG(2.0), sigma_lo=0.0, sigma_hi=10.0), None),
 }
 
@@ -238,6 +239,17 @@ def test_gaussian_flow_dpmpp_2m_reaches_the_closed_form():
     errs = [(x - (MU_C + S * z)).abs().max().item() for x, z in (_gaussian_run("dpmpp_2m", None, n, "scheduler")
                                                                for n in (25, 100, 400))]
     assert errs[0] > errs[1] > errs[2] and errs[2] < 2e-3, errs
+
+
+def test_noise_space_teacher_guidance_from_pure_noise_is_refused():
+    """``space="eps"`` scales the teacher's pull by ``sigma_i / sigma_r``: infinite from the pure-noise start, so a
+    guided step 0 on a flow schedule is a ConfigError before sampling (``space="x0"`` runs)."""
+    cond, _ = _cond(2)
+    run = dict(seeds=[0, 1], sigmas=FlowSchedule(shift=1.0).sigmas(4), solver="euler", shape=(3,))
+    with pytest.raises(ConfigError, match=r"step 0 starts at the pure-noise level sigma=2\*\*53.*space='x0'"):
+        tgsample.sample(flow_point_mass({0: P_C}), cond, guidance=TeacherGuidance(_teacher(), space="eps"), **run)
+    x = tgsample.sample(flow_point_mass({0: P_C}), cond, guidance=TeacherGuidance(_teacher(), lam=0.5), **run)
+    assert torch.allclose(x, P_C.expand_as(x), atol=1e-5)
 
 
 def test_teacher_renoise_is_the_flow_interpolation_at_the_teachers_t():

@@ -115,12 +115,22 @@ class TeacherGuidance(Guidance):
         return self.student if self.student is not None else NoGuidance()
 
     def check(self, sigmas: Tensor) -> None:
-        """Every guided step exists, and none renoises to ``sigma_r = 0`` (``next`` on the last step)."""
+        """Every guided step exists, none renoises to ``sigma_r = 0`` (``next`` on the last step), and none
+        interpolates noise predictions (``space="eps"``) from a flow schedule's pure-noise level ``2**53``."""
+        from ..flow import PURE_NOISE_SIGMA
+
         check_steps_exist("TeacherGuidance", self.guided_steps, sigmas)
         last = len(sigmas) - 2
         if self.renoise == "next" and last in self.guided_steps:
             raise ConfigError(f"teacher-guided step {last} is the last step: renoise='next' would renoise to "
                               "sigma_r=0 there; guide an earlier step or use renoise='current'")
+        if self.space == "eps":
+            pure = [i for i in self.guided_steps if float(sigmas[i]) >= PURE_NOISE_SIGMA]
+            if pure:
+                raise ConfigError(
+                    f"teacher-guided step {pure[0]} starts at the pure-noise level sigma=2**53 (a flow schedule's "
+                    "t = 1): space='eps' moves the estimate sigma_i / sigma_r times as far as space='x0' does, "
+                    "an infinite factor there; use space='x0' or guide a later step")
         super().check(sigmas)
 
     def lam_at(self, index: int, sigma: Tensor) -> Union[float, Tensor]:
