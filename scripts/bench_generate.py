@@ -195,7 +195,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--student", default="bench-compact")
     p.add_argument("--records", type=int, default=512, help="records of the overhead comparison")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--invariant", type=lambda s: s.lower() in ("1", "true", "yes"), default=True,
+    p.add_argument("--invariant", type=lambda s: s.lower() in ("1", "true", "yes"), default=False,
                    help="batch_invariant (one record at a time) for the overhead and scaling runs")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--memory-records", type=int, default=10000)

@@ -21,17 +21,19 @@ from tgsample.lightning.writer import png_ok
 SCRIPT = str(Path(lightning_tiny.__file__).resolve())
 CLASSES = "[0,1,2,3,4,5,6,7,8,9,0,1,2]"  # 13 records: uneven over 2 ranks
 CPU = ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
+#: these tests compare runs bit for bit across batch sizes, processes and resumes: the exact opt-in
+EXACT = ["--model.batch_invariant", "true"]
 
 
 def generate(out: Path, *args: str, prompts: str = CLASSES, batch: int = 8) -> int:
     return main(["--model.student", "tiny", "--data.prompts", prompts, "--data.batch_size", str(batch),
-                 "--output.dir", str(out), "--output.latents", "true", *CPU, "--trainer.devices", "1", *args])
+                 "--output.dir", str(out), "--output.latents", "true", *CPU, *EXACT, "--trainer.devices", "1", *args])
 
 
 def launch(out: Path, *args: str, prompts: str = CLASSES, batch: int = 3, delay: float = 0.0) -> subprocess.Popen:
     env = {**os.environ, "TINY_DELAY": str(delay), "PYTHONPATH": str(Path(SCRIPT).parent)}
     cmd = [sys.executable, SCRIPT, "--model.student", "tiny", "--data.prompts", prompts, "--data.batch_size",
-           str(batch), "--output.dir", str(out), "--output.latents", "true", *CPU, *args]
+           str(batch), "--output.dir", str(out), "--output.latents", "true", *CPU, *EXACT, *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -92,6 +94,25 @@ def test_outputs(reference):
     run = json.loads((reference / "run.json").read_text())
     assert e["config_hash"] == run["config_hash"] and e["config"]["student"] == "tiny"
     assert (reference / "preview.png").exists() and (reference / "config.yaml").exists()
+
+
+def test_batched_default_agrees_with_per_record(reference, tmp_path):
+    """The default samples a batch together: same noise per seed, so the samples agree with the exact
+    one-record-at-a-time run to float tolerance, whatever the batch size."""
+    ref = latents(reference)
+    for batch in (13, 4):
+        out = tmp_path / f"b{batch}"
+        assert main(["--model.student", "tiny", "--data.prompts", CLASSES, "--data.batch_size", str(batch),
+                     "--output.dir", str(out), "--output.latents", "true", *CPU, "--trainer.devices", "1"]) == 0
+        assert json.loads((out / "run.json").read_text())["config"]["batch_invariant"] is False
+        got = latents(out)
+        assert got.keys() == ref.keys()
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-5)
+        for name in images(reference):
+            a, b = (torch.frombuffer(bytearray(pixels(d / "images" / name)), dtype=torch.uint8).int()
+                    for d in (out, reference))
+            assert (a - b).abs().max() <= 1
 
 
 def test_batch_size_does_not_change_pixels(reference, tmp_path):
@@ -245,12 +266,13 @@ def test_explicit_config_spells_out_the_preset(monkeypatch):
 
 def test_shipped_digits_preset_is_batch_size_invariant(tmp_path):
     """The shipped digit UNets are not batch-invariant on CPU (batched conv differs in the last bits);
-    ``batch_invariant`` (the default) makes the teacher-guided preset bit-identical for batch sizes 1, 3, 8."""
+    ``batch_invariant`` (the opt-in) makes the teacher-guided preset bit-identical for batch sizes 1, 3, 8."""
     runs = {}
     for batch in (1, 3, 8):
         out = tmp_path / f"b{batch}"
         assert main(["--model.preset", "digits-compact++", "--data.prompts", "[0,1,2,3,4,5,6,7,8]",
-                     "--data.batch_size", str(batch), "--output.dir", str(out), "--output.latents", "true", *CPU]) == 0
+                     "--data.batch_size", str(batch), "--output.dir", str(out), "--output.latents", "true", *CPU,
+                     *EXACT]) == 0
         runs[batch] = (images(out), latents(out))
     for batch in (3, 8):
         assert runs[batch][0] == runs[1][0]

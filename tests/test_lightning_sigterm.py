@@ -39,7 +39,8 @@ def _launch(out: Path, marker: Path, delay: float) -> subprocess.Popen:
            "TINY_MERGE_MARKER": str(marker), "TINY_MERGE_DELAY": "2"}
     cmd = [sys.executable, SCRIPT, "--model.student", "tiny", "--data.prompts", CLASSES, "--data.batch_size", "2",
            "--output.dir", str(out), "--output.latents", "true", "--trainer.accelerator", "cpu",
-           "--trainer.enable_progress_bar", "false", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+           "--trainer.enable_progress_bar", "false", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+           "--model.batch_invariant", "true"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
