@@ -136,7 +136,9 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Optio
     schedule_name = run.settings["schedule"] if run.settings["sigmas"] is None else None
     conv = run_convention(denoiser, run.solver_name, schedule_name)
     sig = run.sigmas.to(dev, dt)
-    streams = NoiseStreams(seeds, dev, dt) if generator is None else GeneratorNoise(generator, seeds, dev, dt)
+    ahead = {"ancestral": len(sig) - 1}  # a solver draws at most once per step: one generator call per run
+    streams = (NoiseStreams(seeds, dev, dt, lookahead=ahead) if generator is None
+               else GeneratorNoise(generator, seeds, dev, dt, lookahead=ahead))
     guided = GuidedModel(conv.denoiser, run.guidance, cond, uncond, sig, streams)
     x = _initial_noise(streams, latents, shape) * conv.init_scale(sig[0])
     extra = {k: v for k, v in conv.solver_options.items() if k not in run.settings["solver_options"]}
