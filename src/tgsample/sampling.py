@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .conventions import run_convention
 from .errors import ConfigError, ShapeMismatchError
+from .guidance.base import check_finite_samples, finite_checks_deferred
 from .noise import GeneratorNoise, NoiseStreams, generator_seeds
 from .resolve import RecipeArg, Run, resolve
 from .solvers import GuidedModel
@@ -142,7 +143,9 @@ def sample(model: Any, cond: Optional[Mapping[str, Any]] = None, *, seeds: Optio
     guided = GuidedModel(conv.denoiser, run.guidance, cond, uncond, sig, streams)
     x = _initial_noise(streams, latents, shape) * conv.init_scale(sig[0])
     extra = {k: v for k, v in conv.solver_options.items() if k not in run.settings["solver_options"]}
-    return run.solver(guided, x, sig, callback=callback, disable=not progress, **extra)
+    with finite_checks_deferred():  # no host sync per model call: the final samples are checked once
+        x = run.solver(guided, x, sig, callback=callback, disable=not progress, **extra)
+    return check_finite_samples(x)
 
 
 def _seeds(seeds: Optional[Sequence[int]], generator: Optional[torch.Generator], cond: Mapping[str, Any],

@@ -69,6 +69,17 @@ class GuidedModel:
         return self.streams.randn_like("ancestral", x)
 
 
+def _steps(n: int, disable: Optional[bool]) -> Iterable[int]:
+    """``range(n)``, with a progress bar unless ``disable`` (no tqdm object when it is off)."""
+    return range(n) if disable else trange(n, disable=disable)
+
+
+def levels(sigmas: Tensor) -> list[float]:
+    """The schedule as Python floats, read once per run: the solvers branch on these (``sigma_{i+1} > 0``),
+    never on a device tensor, so a step queues its work without waiting for the device."""
+    return sigmas.tolist()
+
+
 def report(callback: Callback, x: Tensor, i: int, sigma: Tensor, est: Estimate,
            sigma_hat: Optional[Tensor] = None) -> None:
     """Call ``callback`` (if any) with k-diffusion's step dict ``{"x", "i", "sigma", "sigma_hat", "denoised"}``."""
@@ -144,7 +155,7 @@ def check_solver(solver: Callable, guidance: Any, name: Optional[str] = None) ->
 def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                  disable: Optional[bool] = None) -> Tensor:
     """Euler (DDIM): ``x_{i+1} = denoised + sigma_{i+1} (x_i - direction) / sigma_i``."""
-    for i in trange(len(sigmas) - 1, disable=disable):
+    for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
         x = est.denoised + sigmas[i + 1] * M.implied_noise(x, est.direction, sigmas[i])
@@ -156,15 +167,24 @@ def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Cal
 def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
                            s_noise: float = 1.0, callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
     """Euler ancestral: ``x_{i+1} = denoised + sigma_down d + sigma_up z`` (:func:`tgsample.math.ancestral_split`)."""
-    for i in trange(len(sigmas) - 1, disable=disable):
+    s = levels(sigmas)
+    for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
         sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
         x_next = est.denoised + sigma_down * M.implied_noise(x, est.direction, sigmas[i])
-        if sigmas[i + 1] > 0:
+        if s[i + 1] > 0:
             x_next = x_next + model.fresh_noise(x) * s_noise * sigma_up
         x = x_next
     return x
+
+
+def _downs_are_zero(sigmas: Tensor, eta: float) -> list[bool]:
+    """Per step, whether :func:`tgsample.math.ancestral_split` gives ``sigma_down = 0``: the split of the whole
+    schedule at once, on a host copy in the schedule's dtype, read once (no device sync per step)."""
+    s = sigmas.detach().cpu()
+    down, _ = M.ancestral_split(s[:-1], s[1:], eta)
+    return (down == 0).tolist()
 
 
 def _exp_step(x: Tensor, sigma: Tensor, sigma_next: Tensor, est: Estimate, direction: Tensor) -> Tensor:
@@ -186,14 +206,15 @@ def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: 
     ``denoised - old_uncond``), so CFG++ at ``lam = 0`` is exactly the unconditional trajectory.
     """
     old_direction = None
-    for i in trange(len(sigmas) - 1, disable=disable):
+    s = levels(sigmas)
+    for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
         direction = est.direction
-        if old_direction is not None and sigmas[i + 1] > 0:
+        if old_direction is not None and s[i + 1] > 0:
             r = (sigmas[i - 1].log() - sigmas[i].log()) / (sigmas[i].log() - sigmas[i + 1].log())
             direction = (1 + 1 / (2 * r)) * est.direction - (1 / (2 * r)) * old_direction
-        x = est.denoised if sigmas[i + 1] == 0 else _exp_step(x, sigmas[i], sigmas[i + 1], est, direction)
+        x = est.denoised if s[i + 1] == 0 else _exp_step(x, sigmas[i], sigmas[i + 1], est, direction)
         old_direction = est.direction
     return x
 
@@ -209,18 +230,19 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
     stage 2: ``x' = s x + (1 - s) direction_2 + (denoised_2 - direction_2)``, ``s = sigma_down / sigma``;
     then ``+ sigma_up z``. A step-aware guidance sees the same step ``i`` (and ``sigma_{i+1}``) at both stages.
     """
-    for i in trange(len(sigmas) - 1, disable=disable):
+    s, zero = levels(sigmas), _downs_are_zero(sigmas, eta)
+    for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
         sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
-        if sigma_down == 0:
+        if zero[i]:
             x_next = est.denoised
         else:
             sigma_mid = (sigmas[i] * sigma_down).sqrt()
             x_mid = est.denoised + sigma_mid * M.implied_noise(x, est.direction, sigmas[i])
             est2 = model(x_mid, sigma_mid, i, stage=1)
             x_next = _exp_step(x, sigmas[i], sigma_down, est2, est2.direction)
-        if sigmas[i + 1] > 0:
+        if s[i + 1] > 0:
             x_next = x_next + model.fresh_noise(x) * s_noise * sigma_up
         x = x_next
     return x
@@ -231,11 +253,12 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
 def sample_lcm(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                disable: Optional[bool] = None) -> Tensor:
     """Consistency / LCM multistep sampling: ``x_{i+1} = denoised + sigma_{i+1} z`` (fresh noise)."""
-    for i in trange(len(sigmas) - 1, disable=disable):
+    s = levels(sigmas)
+    for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
         x = est.denoised
-        if sigmas[i + 1] > 0:
+        if s[i + 1] > 0:
             x = x + sigmas[i + 1] * model.fresh_noise(x)
     return x
 
@@ -275,17 +298,22 @@ def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 
         raise ConfigError(f"TCD gamma={gamma!r} is outside the allowed range [0, 1]")
     if final not in TCD_FINALS:
         raise ConfigError(f"TCD final={final!r}; allowed: {list(TCD_FINALS)}")
-    for i in trange(len(sigmas) - 1, disable=disable):
+    s = levels(sigmas)
+    # sigma_s of every step, read to the host once: the noise branch is decided without a device sync
+    sigma_s_all = torch.stack([torch.minimum(tcd_sigma_s(model.denoiser, sigmas[i + 1], gamma), sigmas[i + 1])
+                               for i in range(len(sigmas) - 1)])
+    s_s = levels(sigma_s_all)
+    for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
         d = M.implied_noise(x, est.direction, sigmas[i])
-        if sigmas[i + 1] == 0 and final == "t0":
+        if s[i + 1] == 0 and final == "t0":
             s0 = _table_sigma_0(model.denoiser).to(x)
             x = (est.denoised + s0 * d) * M.vp_scale(s0)
             continue
-        sigma_s = torch.minimum(tcd_sigma_s(model.denoiser, sigmas[i + 1], gamma), sigmas[i + 1])
+        sigma_s = sigma_s_all[i]
         x_next = est.denoised + sigma_s * d
-        if sigmas[i + 1] > sigma_s:
+        if s[i + 1] > s_s[i]:
             x_next = x_next + (sigmas[i + 1] ** 2 - sigma_s**2).sqrt() * model.fresh_noise(x)
         x = x_next
     return x

@@ -18,8 +18,10 @@ solvers declare what they provide, and a mismatch is refused once, before sampli
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -143,13 +145,40 @@ def is_guidance(obj: Any) -> bool:
                                          and hasattr(obj, "splits_direction"))
 
 
+#: whether each model call's output is checked for NaN / inf here (a device sync); :func:`tgsample.sample`
+#: turns it off around its solver and checks the final samples once instead (:func:`finite_checks_deferred`).
+_EACH_CALL = contextvars.ContextVar("tgsample_finite_each_call", default=True)
+
+
+@contextlib.contextmanager
+def finite_checks_deferred() -> Iterator[None]:
+    """Within the block, model outputs are not checked for NaN / inf call by call (``torch.isfinite(out).all()``
+    reads the device: a host sync per model call); the caller checks the result once
+    (:func:`check_finite_samples`). A non-finite model output propagates to the samples it touches."""
+    token = _EACH_CALL.set(False)
+    try:
+        yield
+    finally:
+        _EACH_CALL.reset(token)
+
+
+def check_finite_samples(x: Tensor) -> Tensor:
+    """``x``, or :class:`NonFiniteError` naming the batch rows that hold NaN or inf (one device read)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise NonFiniteError(f"sampling returned NaN or inf for batch rows {bad[:8]}: a model output, guidance or "
+                             "solver step was not finite (checked once, on the final samples; outputs must be "
+                             "finite). tgsample.denoise(model, x, sigma, cond) checks a single model call")
+    return x
+
+
 def _checked(out: Tensor, x: Tensor, model: Any, sigma: Tensor) -> Tensor:
     if out.shape != x.shape:
         raise ShapeMismatchError(
             f"{type(model).__name__} returned shape {tuple(out.shape)} for an input of shape "
             f"{tuple(x.shape)}; a denoiser must return an x0 estimate of the input's shape"
         )
-    if not torch.isfinite(out).all():
+    if _EACH_CALL.get() and not torch.isfinite(out).all():
         bad = (~torch.isfinite(out)).flatten(1).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(
             f"{type(model).__name__} returned NaN or inf at sigma={sigma[:4].tolist()} "
@@ -166,7 +195,8 @@ def _model(model: Any) -> Any:
 def denoise(model: Any, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
     """One checked model call: ``D(x, sigma, **cond)`` with ``sigma`` broadcast to ``[B]``.
 
-    Raises :class:`ShapeMismatchError` or :class:`NonFiniteError` on a bad output.
+    Raises :class:`ShapeMismatchError` or :class:`NonFiniteError` on a bad output (the finite check is
+    deferred to the final samples inside :func:`tgsample.sample`: :func:`finite_checks_deferred`).
     """
     model = _model(model)
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])

@@ -153,14 +153,14 @@ class TeacherGuidance(Guidance):
             return ctx.sigma_next
         if ctx.streams is None:
             raise ConfigError(f"renoise={self.renoise!r} needs per-sample noise streams (sample with seeds=...)")
-        positive = ctx.sigmas[ctx.sigmas > 0]
-        lo, hi = float(positive.min()), float(positive.max())
-        u = ctx.streams.rand("renoise_level").double()
+        # a schedule is strictly decreasing to 0: its positive range is [sigmas[-2], sigmas[0]] (no device read)
+        lo, hi = ctx.sigmas[-2].double(), ctx.sigmas[0].double()
+        u = ctx.streams.rand("renoise_level").to(lo.device)
         maps = timestep_map(self.teacher) if self.renoise == "random" else None
         if maps is None:
             return (lo + (hi - lo) * u).to(sigma)
         to_t, to_sigma = maps
-        t_lo, t_hi = to_t(torch.tensor([lo, hi], dtype=torch.float64)).double().tolist()
+        t_lo, t_hi = to_t(torch.stack([lo, hi])).double().unbind()
         return to_sigma(t_lo + (t_hi - t_lo) * u).to(sigma)
 
     def renoise_noise(self, x: Tensor, sigma: Tensor, est: Estimate, ctx: StepContext) -> Tensor:
@@ -179,10 +179,7 @@ class TeacherGuidance(Guidance):
         index = ctx.require_step("teacher guidance")
         if index not in self.guided_steps:
             return est
-        sigma_r = self.renoise_sigma(sigma, ctx)
-        if not bool((sigma_r > 0).all()):
-            raise ConfigError(f"teacher-guided step {index} would renoise to sigma_r=0 (renoise={self.renoise!r}); "
-                              "guide an earlier step or use renoise='current'")
+        sigma_r = self.renoise_sigma(sigma, ctx)  # > 0: check() refused a guided last step with renoise='next'
         x_r = M.renoise(est.denoised, sigma_r, self.renoise_noise(x, sigma, est, ctx))
         d_t = CFG(self.teacher_cfg)(self.teacher, x_r, sigma_r, ctx).denoised
         lam = self.lam_at(index, sigma)

@@ -30,10 +30,17 @@ CLIP_MODES = ("clamp", "dynamic")
 
 
 def guidance_embedding(w: Tensor, dim: int) -> Tensor:
-    """LCM's ``timestep_cond``: diffusers' ``get_guidance_scale_embedding(w - 1, dim)`` (computed on the CPU)."""
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline.get_guidance_scale_embedding(None, (w.detach().float().cpu() - 1), dim)
+    """LCM's ``timestep_cond``: diffusers' ``get_guidance_scale_embedding(w - 1, dim)``, computed where ``w``
+    lives (no copy to the host): ``[sin(1000 (w - 1) f_k), cos(1000 (w - 1) f_k)]`` with
+    ``f_k = exp(-k log(10000) / (dim/2 - 1))``, zero-padded to an odd ``dim``; float32, the same operations as
+    diffusers' (bit-identical on the CPU)."""
+    w = (w.detach().float() - 1) * 1000.0
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=w.device)
+                      * -(torch.log(torch.tensor(10000.0)) / (half - 1)).to(w.device))
+    emb = w[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
 
 
 class UNetNet(nn.Module):
@@ -103,8 +110,8 @@ class UNetNet(nn.Module):
                 if self.default_guidance_scale is None:
                     raise ConfigError("this UNet embeds the guidance scale (time_cond_proj_dim): pass "
                                       "guidance=DistilledCFG(w) or cond['guidance_scale']")
-                w = torch.full((x.shape[0],), float(self.default_guidance_scale))
-            w = torch.as_tensor(w, dtype=torch.float32).flatten().expand(x.shape[0])
+                w = torch.full((x.shape[0],), float(self.default_guidance_scale), device=x.device)
+            w = torch.as_tensor(w, dtype=torch.float32, device=x.device).flatten().expand(x.shape[0])
             kwargs["timestep_cond"] = cast(guidance_embedding(w, dim))
         return kwargs
 
