@@ -52,13 +52,17 @@ class GuidedModel:
         self.cond, self.uncond = cond, uncond
         self.sigmas, self.streams = sigmas, streams
         self.state: dict = {}
+        self._next: dict = {}  # (i, B, device, dtype) -> sigma_{i+1} as [B]: made once per step
 
     def __call__(self, x: Tensor, sigma: Tensor, i: Optional[int], stage: int = 0) -> Estimate:
         b = x.shape[0]
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(b)
         sigma_next = None
         if i is not None and self.sigmas is not None:
-            sigma_next = self.sigmas[i + 1].to(x.device, x.dtype).expand(b)
+            key = (i, b, x.device, x.dtype)
+            sigma_next = self._next.get(key)
+            if sigma_next is None:
+                sigma_next = self._next[key] = self.sigmas[i + 1].to(x.device, x.dtype).expand(b)
         ctx = StepContext(self.cond, self.uncond, i, sigma_next, self.sigmas, self.streams, stage, self.state)
         return self.guidance(self.denoiser, x, sigma, ctx)
 
@@ -168,10 +172,11 @@ def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta
                            s_noise: float = 1.0, callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
     """Euler ancestral: ``x_{i+1} = denoised + sigma_down d + sigma_up z`` (:func:`tgsample.math.ancestral_split`)."""
     s = levels(sigmas)
+    downs, ups = M.ancestral_split(sigmas[:-1], sigmas[1:], eta)  # every step's split at once
     for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
-        sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
+        sigma_down, sigma_up = downs[i], ups[i]
         x_next = est.denoised + sigma_down * M.implied_noise(x, est.direction, sigmas[i])
         if s[i + 1] > 0:
             x_next = x_next + model.fresh_noise(x) * s_noise * sigma_up
@@ -231,10 +236,11 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
     then ``+ sigma_up z``. A step-aware guidance sees the same step ``i`` (and ``sigma_{i+1}``) at both stages.
     """
     s, zero = levels(sigmas), _downs_are_zero(sigmas, eta)
+    downs, ups = M.ancestral_split(sigmas[:-1], sigmas[1:], eta)  # every step's split at once
     for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
-        sigma_down, sigma_up = M.ancestral_split(sigmas[i], sigmas[i + 1], eta)
+        sigma_down, sigma_up = downs[i], ups[i]
         if zero[i]:
             x_next = est.denoised
         else:
