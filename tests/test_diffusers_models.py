@@ -167,6 +167,13 @@ def test_zero_copy_teacher_equals_separately_loaded_base(tiny):
     assert torch.equal(d_zero, base.denoiser(x, sigma, **cond))
     assert not torch.allclose(d_zero, d_student)  # the LoRA matters ...
     assert torch.equal(s.denoiser(x, sigma, **cond), d_student)  # ... and is back on after the teacher's call
+    # the toggle flips the listed LoRA layers only: outputs exactly as before, no requires_grad change
+    lora = {n: p.requires_grad for n, p in s.parts.unet.named_parameters() if "lora" in n}
+    assert lora and len(t.parts.net.adapters.layers) > 0
+    for _ in range(3):
+        assert torch.equal(t.denoiser(x, sigma, **cond), d_zero)
+        assert torch.equal(s.denoiser(x, sigma, **cond), d_student)
+    assert lora == {n: p.requires_grad for n, p in s.parts.unet.named_parameters() if "lora" in n}
     with pytest.raises(ConfigError, match="offload=True cannot be used with a zero-copy teacher"):
         teacher("sd15", student=s, offload=True)
 

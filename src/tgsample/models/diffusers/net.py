@@ -43,6 +43,30 @@ def guidance_embedding(w: Tensor, dim: int) -> Tensor:
     return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
 
 
+class AdapterSwitch:
+    """A UNet's LoRA layers, listed once, and a switch over them.
+
+    ``set(False)`` / ``set(True)`` flip each layer's disabled flag (the flag peft's ``enable_adapters(enabled)``
+    sets and its layers' forward reads), so a toggle costs a loop over the listed layers: no
+    ``named_modules()`` walk, no version check, no ``requires_grad`` change (diffusers' ``disable_adapters`` /
+    ``enable_adapters`` do all three on every call, and the latter marks every LoRA tensor trainable).
+    """
+
+    def __init__(self, unet: nn.Module):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self.layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
+        if not self.layers:
+            raise ConfigError("this UNet has no LoRA layers: a zero-copy teacher needs a LoRA student")
+        self.states = [vars(m) for m in self.layers]
+
+    def set(self, enabled: bool) -> None:
+        """Enable or disable every listed layer's adapters."""
+        off = not enabled
+        for state in self.states:
+            state["_disable_adapters"] = off  # the instance dict: nn.Module.__setattr__'s checks cost ~3 us each
+
+
 class UNetNet(nn.Module):
     """``UNet2DConditionModel`` called as ``net(x_vp, t, **cond) -> prediction``.
 
@@ -67,7 +91,15 @@ class UNetNet(nn.Module):
         self.offload = offload
         self.device = torch.device(device) if device is not None else None
         self._call = torch.compile(unet) if compile else unet
+        self._switch: Optional[AdapterSwitch] = None  # the LoRA layers, listed at the first call
         self.calls = 0  # forward calls (tests and benchmarks)
+
+    @property
+    def adapters(self) -> AdapterSwitch:
+        """The switch over the UNet's LoRA layers (:class:`AdapterSwitch`), made once."""
+        if self._switch is None:
+            self._switch = AdapterSwitch(self.unet)
+        return self._switch
 
     @property
     def config(self) -> Any:
@@ -82,12 +114,12 @@ class UNetNet(nn.Module):
         if self.offload and self.device is not None:
             self.unet.to(self.device)
         if self.adapters_off:
-            self.unet.disable_adapters()
+            self.adapters.set(False)
         try:
             yield
         finally:
             if self.adapters_off:
-                self.unet.enable_adapters()
+                self.adapters.set(True)
             if self.offload:
                 self.unet.to("cpu")
 
