@@ -138,7 +138,7 @@ def _metavar(name: str) -> str:
         return special[name]
     if name in ("sigmas", "prompts", "callbacks"):
         return "LIST"
-    if name in ("steps", "num_nodes", "devices", "batch_size", "num_workers", "preview", "seeds",
+    if name in ("steps", "num_nodes", "devices", "batch_size", "num_workers", "preview", "seeds", "queue",
                 "limit_predict_batches"):
         return "N"
     return "NAME"

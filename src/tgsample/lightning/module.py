@@ -76,9 +76,7 @@ class GenerationModule(LightningModule):
         schedule_options: the schedule's keyword options.
         steps: number of steps of ``schedule``.
         sigmas: an explicit schedule instead (decreasing, ending at 0).
-        batch_invariant: opt-in: sample records one at a time, so an image is bit-identical for any batch
-            size and process count, at the cost of batching (one network call per record and step);
-            default ``False``: a batch is sampled together (same noise per seed, last-bit differences).
+        batch_invariant: opt-in: unbatched, bit-exact.
     """
 
     def __init__(self, preset: Optional[str] = None, student: Optional[str] = None,

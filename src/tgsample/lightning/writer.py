@@ -33,6 +33,13 @@ row (say ``manifest.jsonl`` was deleted) is adopted when its own text chunk name
 config. Only the rest is generated. A straggler rank of a killed run writes the same bytes to the same
 names atomically, and the merge keeps one row per id.
 
+**Writing overlaps generation.** A batch's PNG encoding, latent and file writes and its manifest lines
+run in one worker thread (zlib releases the GIL), while the next batch is generated; at most
+``queue`` batches wait for it (bounded memory), and it is drained before the merge, on an error
+and at a stop. A batch's manifest lines are written after its images, as before, so a kill loses only
+batches not yet in the manifest, which a rerun generates again. ``queue=0`` writes on the main
+thread.
+
 **Stopping.** On SIGTERM a rank finishes and writes the batch in flight; the ranks agree once per batch
 (a tiny all-reduce) to stop together, and raise :class:`GenerationInterrupted` (exit 143). The handler
 stays installed until the final merge is done, so a signal during the merge cannot deadlock.
@@ -43,8 +50,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue as queues
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -145,16 +154,23 @@ class GenerationWriter(BasePredictionWriter):
         extend: let this job add records to the directory's job.
         latents: also save the final samples as latents/<id>.safetensors.
         preview: how many images preview.png shows (0: none).
+        queue: PNG writer queue in batches (0: none).
     """
 
     def __init__(self, dir: Optional[str] = None, overwrite: bool = False, extend: bool = False,
-                 latents: bool = False, preview: int = 64):
+                 latents: bool = False, preview: int = 64, queue: int = 2):
         super().__init__(write_interval="batch")
         self.dir: Optional[Path] = None if dir is None else Path(dir)
         self.overwrite, self.extend, self.latents = bool(overwrite), bool(extend), bool(latents)
         if isinstance(preview, bool) or not isinstance(preview, int) or preview < 0:
             raise ConfigError(f"preview={preview!r} must be an integer >= 0 (the number of images in the grid)")
         self.preview = preview
+        if isinstance(queue, bool) or not isinstance(queue, int) or queue < 0:
+            raise ConfigError(f"queue={queue!r} must be an integer >= 0 (batches waiting to be written)")
+        self.queue = queue
+        self._queue: Optional[queues.Queue] = None
+        self._worker: Optional[threading.Thread] = None
+        self._failed: Optional[BaseException] = None
         self.config: dict = {}
         self.config_hash = ""
         self.run_id = ""
@@ -572,6 +588,7 @@ class GenerationWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
         if stop:
+            self.drain()  # the batches already generated are written before the stop
             name = signal.Signals(self._stop_signal or signal.SIGTERM).name
             raise GenerationInterrupted(
                 f"stopped by signal {name} after writing {self.written} image(s) on rank {trainer.global_rank}; "
@@ -590,8 +607,48 @@ class GenerationWriter(BasePredictionWriter):
         if not records:
             return
         per_image = round(prediction["seconds"] / len(records), 6)
+        settings = [pl_module.record_settings(record) for record in records]
+        job = (records, prediction["images"], prediction["x"], settings, per_image, trainer.global_rank)
+        if not self.queue:
+            return self._write_batch(*job)
+        self._raise_failure()
+        if self._worker is None:
+            self._queue = queues.Queue(maxsize=self.queue)
+            self._worker = threading.Thread(target=self._work, name="tgsample-writer", daemon=True)
+            self._worker.start()
+        self._queue.put(job)  # blocks while `queue` batches wait: memory stays bounded
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                if self._failed is None:
+                    self._write_batch(*job)
+            except BaseException as exc:  # reported on the main thread (next batch or drain)
+                self._failed = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            exc, self._failed = self._failed, None
+            raise exc
+
+    def drain(self) -> None:
+        """Wait until every queued batch is written and stop the writer thread; re-raise its error."""
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = self._queue = None
+        self._raise_failure()
+
+    def _write_batch(self, records: list[Record], images: Sequence[torch.Tensor], xs: Sequence[torch.Tensor],
+                     settings: list, per_image: float, rank: int) -> None:
+        """One batch: its PNGs (and latents) atomically, then its manifest lines in one write."""
         lines = []
-        for record, image, x in zip(records, prediction["images"], prediction["x"]):
+        for record, image, x, config in zip(records, images, xs, settings):
             sha = write_png(self.image_path(record.id), image, _record_meta(record, self.config_hash))
             latent = latent_sha = None
             if self.latents:
@@ -600,16 +657,16 @@ class GenerationWriter(BasePredictionWriter):
                 data = save({"x": x.contiguous()})
                 atomic_write(self.latent_path(record.id), data)
                 latent, latent_sha = f"latents/{record.id}.safetensors", hashlib.sha256(data).hexdigest()
-            lines.append(self._row_line(record, sha, latent, latent_sha, trainer.global_rank, self.run_id,
-                                        per_image, pl_module.record_settings(record)))
+            lines.append(self._row_line(record, sha, latent, latent_sha, rank, self.run_id, per_image, config))
         if self._part is None:
-            part = self.dir / "manifest" / f"part-{self.run_id}-r{trainer.global_rank:04d}.jsonl"
+            part = self.dir / "manifest" / f"part-{self.run_id}-r{rank:04d}.jsonl"
             self._part = part.open("a", encoding="utf-8")
         self._part.write("".join(lines))  # one write per batch, after its images are in place
         self._part.flush()
         self.written += len(records)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        self.drain()
         self._close_part()
         trainer.strategy.barrier("tgsample-merge")
         if trainer.is_global_zero:
@@ -629,13 +686,20 @@ class GenerationWriter(BasePredictionWriter):
                                         "manifest is merged (rerun the same command to check)")
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        try:
+            self.drain()  # what was generated is written (a stop keeps the batches already made)
+        except Exception:  # the error being handled is the one to report
+            pass
         self._close_part()
         self._restore_handler()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Also after Lightning's own teardown, which may re-install a handler it saved while ours was in place.
         Prints the summary (after the progress bar has closed)."""
-        self._close_part()
+        try:
+            self.drain()
+        finally:
+            self._close_part()
         self._restore_handler()
         if self._summary_text:
             self._say(trainer, self._summary_text)
