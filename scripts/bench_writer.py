@@ -59,6 +59,7 @@ if "bench-png" not in registry.names("students"):
 def one(records: int, batch: int, queue: int, out: Path) -> float:
     from tgsample.lightning.cli import main as generate
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     prompts = out.parent / "prompts.txt"
     prompts.write_text("".join(f"{i % 10}\n" for i in range(records)))
     code = generate(["--model.student", "bench-png", "--data.prompt_file", str(prompts), "--data.batch_size",
