@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import tgsample
+import tgsample.guidance
 from tgsample.noise import NoiseStreams
 
 SIGMAS = [20.0, 5.0, 1.0, 0.3, 0.0]
@@ -54,3 +55,16 @@ def test_sampling_a_seed_alone_or_in_a_batch_is_bit_identical_for_a_pointwise_mo
     for i, seed in enumerate([9, 4, 2, 8]):
         alone = tgsample.sample(D, seeds=[seed], sigmas=SIGMAS, shape=(1, 8, 8), solver=solver)
         assert torch.equal(alone[0], batch[i])
+
+
+def test_a_nan_anywhere_in_the_run_is_caught_at_the_end_of_sampling():
+    """Finite checks are deferred inside sample(): a teacher's NaN on one guided step still raises
+    NonFiniteError (naming the rows) before sample() returns, so nothing non-finite is decoded or written."""
+    student = tgsample.CallableDenoiser(lambda x, s, **c: torch.tanh(x))
+    teacher = tgsample.CallableDenoiser(lambda x, s, **c: torch.where(torch.arange(len(x))[:, None] == 1,
+                                                                      float("nan"), x))
+    g = tgsample.TeacherGuidance(teacher, lam=0.5, guided_steps=[1])
+    with pytest.raises(tgsample.NonFiniteError, match=r"NaN or inf for batch rows \[1\]"):
+        tgsample.sample(student, seeds=[0, 1, 2], sigmas=SIGMAS, shape=(4,), guidance=g)
+    with pytest.raises(tgsample.NonFiniteError, match="returned NaN or inf"):  # a single call is checked at once
+        tgsample.guidance.denoise(teacher, torch.zeros(3, 4), torch.ones(3), {})

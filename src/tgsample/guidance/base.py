@@ -168,7 +168,7 @@ def check_finite_samples(x: Tensor) -> Tensor:
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(f"sampling returned NaN or inf for batch rows {bad[:8]}: a model output, guidance or "
                              "solver step was not finite (checked once, on the final samples; outputs must be "
-                             "finite). tgsample.denoise(model, x, sigma, cond) checks a single model call")
+                             "finite). tgsample.guidance.denoise(model, x, sigma, cond) checks a single model call")
     return x
 
 
