@@ -307,7 +307,7 @@ def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 
     s = levels(sigmas)
     # sigma_s of every step, read to the host once: the noise branch is decided without a device sync
     sigma_s_all = torch.stack([torch.minimum(tcd_sigma_s(model.denoiser, sigmas[i + 1], gamma), sigmas[i + 1])
-                               for i in range(len(sigmas) - 1)])
+                               if s[i + 1] > 0 else sigmas[i + 1] for i in range(len(sigmas) - 1)])
     s_s = levels(sigma_s_all)
     for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
