@@ -5,7 +5,7 @@ renoise noise, a random renoise level -- comes from a generator owned by one sam
 *and* one purpose. A sample therefore gets the same numbers whatever its batch size,
 its position in the batch or the number of processes, and adding a draw for one
 purpose (teacher guidance, say) never shifts the draws of another (the solver's
-ancestral noise): teacher guidance at ``lam = 0`` reproduces the plain student bit
+ancestral noise): teacher guidance at `lam = 0` reproduces the plain student bit
 for bit.
 """
 
@@ -23,8 +23,8 @@ SEED_RANGE = 2**63 - 1  # integer seeds drawn for other generators (k-diffusion'
 
 
 def check_seed(value: Any, where: str = "seed") -> int:
-    """``value`` as a Python int if it is an integer (``int``, NumPy or 0-d integer tensor), else
-    :class:`~tgsample.errors.ConfigError`: ``1.5``, ``2.0``, ``True`` and ``"3"`` are refused, not rounded."""
+    """`value` as a Python int if it is an integer (`int`, NumPy or 0-d integer tensor), else
+    [`ConfigError`][tgsample.errors.ConfigError]: `1.5`, `2.0`, `True` and `"3"` are refused, not rounded."""
     if not isinstance(value, bool):
         try:
             return operator.index(value)
@@ -36,7 +36,7 @@ def check_seed(value: Any, where: str = "seed") -> int:
 
 
 def stream_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for ``(seed, purpose)``, stable across Python versions and platforms."""
+    """A 63-bit seed for `(seed, purpose)`, stable across Python versions and platforms."""
     digest = hashlib.sha256(f"tgsample:{int(seed)}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
@@ -66,7 +66,7 @@ class NoiseStreams:
         return len(self.seeds)
 
     def generators(self, purpose: str) -> list[torch.Generator]:
-        """The generators of ``purpose``, created on first use (one per sample)."""
+        """The generators of `purpose`, created on first use (one per sample)."""
         gens = self._gens.get(purpose)
         if gens is None:
             gens = [torch.Generator("cpu").manual_seed(stream_seed(s, purpose)) for s in self.seeds]
@@ -74,39 +74,39 @@ class NoiseStreams:
         return gens
 
     def randn(self, purpose: str, shape: Sequence[int]) -> Tensor:
-        """Standard normal noise of shape ``[B, *shape]``, row ``i`` from sample ``i``'s stream."""
+        """Standard normal noise of shape `[B, *shape]`, row `i` from sample `i`'s stream."""
         rows = [torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in self.generators(purpose)]
         return torch.stack(rows).to(self.device, self.dtype)
 
     def randn_like(self, purpose: str, x: Tensor) -> Tensor:
-        """:meth:`randn` with the per-sample shape of ``x`` (``x.shape[1:]``)."""
+        """[`randn`][tgsample.noise.NoiseStreams.randn] with the per-sample shape of `x` (`x.shape[1:]`)."""
         return self.randn(purpose, x.shape[1:]).to(x.device, x.dtype)
 
     def rand(self, purpose: str) -> Tensor:
-        """One uniform number in ``[0, 1)`` per sample, shape ``[B]`` (float64 on the CPU)."""
+        """One uniform number in `[0, 1)` per sample, shape `[B]` (float64 on the CPU)."""
         return torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators(purpose)])
 
     def integers(self, purpose: str) -> list[int]:
-        """One integer seed in ``[0, 2^63 - 1)`` per sample (to seed another generator, e.g. a Brownian tree)."""
+        """One integer seed in `[0, 2^63 - 1)` per sample (to seed another generator, e.g. a Brownian tree)."""
         return [int(torch.randint(0, SEED_RANGE, (), generator=g)) for g in self.generators(purpose)]
 
 
 class GeneratorNoise(NoiseStreams):
-    """Diffusers' seeding convention for the purposes in ``shared`` (default ``init`` and ``ancestral``).
+    """Diffusers' seeding convention for the purposes in `shared` (default `init` and `ancestral`).
 
-    They are drawn from the one ``generator``, the whole batch per call,
-    ``torch.randn([B, *shape], generator=generator, dtype=dtype)`` on the generator's device, which is how a
-    diffusers pipeline given ``generator=torch.Generator().manual_seed(s)`` draws its initial latents and
+    They are drawn from the one `generator`, the whole batch per call,
+    `torch.randn([B, *shape], generator=generator, dtype=dtype)` on the generator's device, which is how a
+    diffusers pipeline given `generator=torch.Generator().manual_seed(s)` draws its initial latents and
     its scheduler's per-step noise. A sample then depends on the batch it is in. Every other purpose (the
-    teacher's renoise draws) keeps its per-sample stream from ``seeds``, so teacher guidance at ``lam = 0``
+    teacher's renoise draws) keeps its per-sample stream from `seeds`, so teacher guidance at `lam = 0`
     still reproduces the plain student bit for bit.
 
     Args:
-        generator: the ``torch.Generator`` (its state advances, as in diffusers).
+        generator: the `torch.Generator` (its state advances, as in diffusers).
         seeds: per-sample seeds of the other purposes.
         device: where drawn tensors are placed.
         dtype: the dtype they are drawn in (a diffusers pipeline draws in its latents' dtype).
-        shared: the purposes drawn from ``generator``.
+        shared: the purposes drawn from `generator`.
     """
 
     def __init__(self, generator: torch.Generator, seeds: Sequence[int], device: torch.device | str = "cpu",
@@ -115,7 +115,7 @@ class GeneratorNoise(NoiseStreams):
         self.generator, self.shared = generator, tuple(shared)
 
     def randn(self, purpose: str, shape: Sequence[int]) -> Tensor:
-        """``[B, *shape]`` standard normal noise: one batch draw from the generator for a shared purpose."""
+        """`[B, *shape]` standard normal noise: one batch draw from the generator for a shared purpose."""
         if purpose not in self.shared:
             return super().randn(purpose, shape)
         z = torch.randn((len(self), *shape), generator=self.generator, dtype=self.dtype, device=self.generator.device)
@@ -130,5 +130,5 @@ class GeneratorNoise(NoiseStreams):
 
 
 def generator_seeds(generator: torch.Generator, batch: int) -> list[int]:
-    """Per-sample seeds derived from ``generator.initial_seed()`` (for the purposes it does not draw)."""
+    """Per-sample seeds derived from `generator.initial_seed()` (for the purposes it does not draw)."""
     return [stream_seed(generator.initial_seed(), f"sample:{i}") for i in range(batch)]

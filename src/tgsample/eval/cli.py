@@ -1,4 +1,4 @@
-"""``tgsample eval`` and ``tgsample export``.
+"""`tgsample eval` and `tgsample export`.
 
     tgsample eval runs/digits-compact runs/digits-compact++            # the digit models: defaults from the run
     tgsample eval runs/lcm runs/lcm++ --reference coco10k.npz --features inception --scores clip,pickscore \\
@@ -6,9 +6,9 @@
     tgsample eval --reference-stats /data/coco-val2014-10k --features inception --out coco10k.npz
     tgsample export runs/lcm --format geneval --metadata geneval/prompts/evaluation_metadata.jsonl --out geneval/lcm
 
-``eval`` writes ``eval.md`` (the tables), ``eval.json``, ``per_image.csv`` and ``eval.png`` to ``--out`` and
-prints the tables. Feature extraction runs on Lightning ``Trainer.predict``: ``--devices 8 --strategy ddp``
-(or torchrun / SLURM, as for ``tgsample generate``). Exit status: 0 done, 2 bad input (one line, no traceback).
+`eval` writes `eval.md` (the tables), `eval.json`, `per_image.csv` and `eval.png` to `--out` and
+prints the tables. Feature extraction runs on Lightning `Trainer.predict`: `--devices 8 --strategy ddp`
+(or torchrun / SLURM, as for `tgsample generate`). Exit status: 0 done, 2 bad input (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _run_eval(a: argparse.Namespace, command: str) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``tgsample eval``; returns the exit status."""
+    """`tgsample eval`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = eval_parser().parse_args(argv)
     try:
@@ -162,7 +162,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def export_main(argv: Optional[list[str]] = None) -> int:
-    """``tgsample export``; returns the exit status."""
+    """`tgsample export`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = export_parser().parse_args(argv)
     try:

@@ -1,18 +1,21 @@
-"""Registered students and teachers (entry points ``tgsample.students`` / ``tgsample.teachers``).
+"""Registered students and teachers (entry points `tgsample.students` / `tgsample.teachers`).
 
-Every factory takes the model location and options as keywords::
+Every factory takes the model location and options as keywords:
 
-    registry.create("students", "lcm-sd15", path="/models/lcm-dreamshaper")
-    registry.create("teachers", "sd15", path="/models/sd15", student=student)
+```python
+registry.create("students", "lcm-sd15", path="/models/lcm-dreamshaper")
+registry.create("teachers", "sd15", path="/models/sd15", student=student)
+```
 
-``path`` defaults to the published hub id, which works offline only when it is already in the
-Hugging Face cache (``allow_download=True`` opts into downloading). All other keywords go to
-:func:`tgsample.models.diffusers.bundle.load_model` (``dtype``, ``device``, ``offload``, ``compile``,
-``height`` / ``width``, ``unet``, ``lora``, ...).
+`path` defaults to the published hub id, which works offline only when it is already in the
+Hugging Face cache (`allow_download=True` opts into downloading). All other keywords go to
+[`tgsample.models.diffusers.bundle.load_model`][tgsample.models.diffusers.bundle.load_model] (`dtype`, `device`,
+`offload`, `compile`,
+`height` / `width`, `unet`, `lora`, ...).
 
-Each student's ``Model.recipes`` are the ones it publishes (:mod:`.recipes`, entry points
-``tgsample.recipes``): its own sampling settings (``""``) and the teacher-guided run of the reference
-code (``"++"``, docs/guidance.md, "Teacher guidance").
+Each student's `Model.recipes` are the ones it publishes ([`recipes`][tgsample.models.diffusers.recipes], entry points
+`tgsample.recipes`): its own sampling settings (`""`) and the teacher-guided run of the reference
+code (`"++"`, docs/guidance.md, "Teacher guidance").
 """
 
 from __future__ import annotations
@@ -73,10 +76,10 @@ tdd_sd15 = _student("tdd-sd15", SD15, family="sd15", lora="redaigc/tdd_SD15_LoRA
 
 
 def sd15(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = True, **options: Any) -> DiffusersModel:
-    """Teacher ``sd15``: any SD 1.x-family pipeline (eps or v prediction).
+    """Teacher `sd15`: any SD 1.x-family pipeline (eps or v prediction).
 
-    With ``student=``: a LoRA student's zero-copy teacher (unless ``zero_copy=False`` or another ``path``),
-    else the pipeline at ``path`` (default: the student's base pipeline, or SD 1.5), sharing the student's
+    With `student=`: a LoRA student's zero-copy teacher (unless `zero_copy=False` or another `path`),
+    else the pipeline at `path` (default: the student's base pipeline, or SD 1.5), sharing the student's
     prompt encoder when the text encoders are equal; latent shapes are checked.
     """
     return make_teacher("sd15", SD15, path=path, student=student, zero_copy=zero_copy, recipes={"": TEACHER},
@@ -84,7 +87,8 @@ def sd15(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = T
 
 
 def sdxl(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = True, **options: Any) -> DiffusersModel:
-    """Teacher ``sdxl``: an SDXL-family pipeline (two text encoders, pooled embeddings, time ids); as :func:`sd15`."""
+    """Teacher `sdxl`: an SDXL-family pipeline (two text encoders, pooled embeddings, time ids); as
+[`sd15`][tgsample.models.diffusers.zoo.sd15]."""
     return make_teacher("sdxl", SDXL, path=path, student=student, zero_copy=zero_copy, recipes={"": TEACHER},
                         family="sdxl", **options)
 
