@@ -256,18 +256,21 @@ def _split_grouped_items(text: str) -> str:
 def _wrap_long_lines(text: str, first_col: int, width: int = WIDTH) -> str:
     """Split lines longer than ``width`` at a space outside code spans and cross-references; the
     continuation of an item of a Google-style section (``Args:`` ...) is indented one level more."""
-    lines, out, fenced, section = text.split("\n"), [], False, None
+    lines, out, fenced, section, display_math = text.split("\n"), [], False, None, False
     for n, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith("```"):
             fenced = not fenced
+        if stripped.startswith("$$") and not (len(stripped) > 2 and stripped.endswith("$$")):
+            display_math = not display_math
         if (m := SECTION.match(line)) and not fenced:
             section = len(m[1])
-        indent = len(line) - len(line.lstrip())
+        lead = len(line) - len(line.lstrip())
+        indent = first_col if n == 0 else lead  # a docstring's first line starts at its quotes
         if stripped and section is not None and indent <= section and not SECTION.match(line):
             section = None
         col = first_col if n == 0 else 0
-        if fenced or stripped.startswith("|") or col + len(line) <= width:
+        if fenced or display_math or stripped.startswith(("|", "$$")) or col + len(line) <= width:
             out.append(line)
             continue
         item = section is not None and indent == section + 4 and re.match(r"\s*\**\w+( \([^)]*\))?:", line)
@@ -275,12 +278,13 @@ def _wrap_long_lines(text: str, first_col: int, width: int = WIDTH) -> str:
         while col + len(line) > width:
             protected = [(a, b) for a, b, _ in code_spans(line)]
             protected += [(m.start(), m.end()) for m in re.finditer(r"\[`[^`]*`\]\[[^\]]*\]", line)]
-            cut = next((i for i in range(min(width - col, len(line) - 1), indent, -1)
+            protected += [(m.start(), m.end()) for m in re.finditer(r"\$\$.*?(?:\$\$|$)|\$[^$\n]+\$", line)]
+            cut = next((i for i in range(min(width - col, len(line) - 1), lead, -1)
                         if line[i] == " " and not any(a <= i < b for a, b in protected)), None)
             if cut is None:
                 break
             out.append(line[:cut].rstrip())
-            line, col = more + line[cut:].lstrip(), 0
+            line, col, lead = more + line[cut:].lstrip(), 0, len(more)
         out.append(line)
     return "\n".join(out)
 

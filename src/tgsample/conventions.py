@@ -83,7 +83,7 @@ FLOW_DIFFUSERS: dict[str, SchedulerConvention] = {
 
 def schedulers(denoiser: Any) -> Mapping[str, SchedulerConvention]:
     """The diffusers schedulers that `denoiser`'s pipelines use, by solver:
-[`FLOW_DIFFUSERS`][tgsample.conventions.FLOW_DIFFUSERS] for a
+    [`FLOW_DIFFUSERS`][tgsample.conventions.FLOW_DIFFUSERS] for a
     [`FlowDenoiser`][tgsample.denoisers.FlowDenoiser], else `DIFFUSERS`."""
     from .denoisers import FlowDenoiser
 
@@ -93,7 +93,7 @@ def schedulers(denoiser: Any) -> Mapping[str, SchedulerConvention]:
 @dataclass(frozen=True)
 class RunConvention:
     """What [`tgsample.sample`][tgsample.sampling.sample] uses for one run: the denoiser, the start's scale and extra
-solver options."""
+    solver options."""
 
     denoiser: Any
     init_scale: Callable[[Tensor], Tensor]
@@ -109,7 +109,7 @@ def default_init_scale(denoiser: Any) -> Callable[[Tensor], Tensor]:
 def run_convention(denoiser: Any, solver: Union[None, str, Callable[..., Tensor]],
                    schedule: Any = None) -> RunConvention:
     """The [`RunConvention`][tgsample.conventions.RunConvention] of `denoiser` with `solver` (its registry name) on
-`schedule` (a schedule's
+    `schedule` (a schedule's
     registry name, or anything else): tgsample's convention, or diffusers' when `denoiser.diffusers_parity` is set."""
     convention = schedulers(denoiser).get(solver) if isinstance(solver, str) else None
     if not getattr(denoiser, "diffusers_parity", False) or convention is None:

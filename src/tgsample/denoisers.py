@@ -59,18 +59,14 @@ class Denoiser(nn.Module):
     """Base class of all adapters: `forward(x, sigma, **cond)` returns the x0 estimate.
 
     Attributes:
-        sigma_min: the positive noise range the model was trained on.
-        sigma_max: the positive noise range the model was trained on.
+        sigma_min: the smallest positive noise level the model was trained on.
+        sigma_max: the largest noise level the model was trained on.
         alphas_cumprod: the discrete model's `abar` table (`None` for continuous models).
         sample_shape: the per-sample shape `(C, H, W)` when the model knows it, else `None`.
-        sample_device: where and in which dtype [`tgsample.sample`][tgsample.sampling.sample] computes samples by
-            default;
-            `None`: the parameters' device and dtype (an offloaded flow transformer says its compute device,
-            and float32 whatever its weights' dtype).
-        sample_dtype: where and in which dtype [`tgsample.sample`][tgsample.sampling.sample] computes samples by
-            default;
-            `None`: the parameters' device and dtype (an offloaded flow transformer says its compute device,
-            and float32 whatever its weights' dtype).
+        sample_device: where [`tgsample.sample`][tgsample.sampling.sample] computes samples by default;
+            `None`: the parameters' device (an offloaded flow transformer says its compute device).
+        sample_dtype: the dtype in which it computes them by default; `None`: the parameters' dtype
+            (a flow model says float32 whatever its weights' dtype).
     """
 
     sigma_min: float = 0.002
@@ -169,12 +165,12 @@ class DiscreteVPDenoiser(Denoiser):
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
         """Fractional timestep of noise level `sigma` on the model's table
-([`DiscreteSchedule.sigma_to_t`][tgsample.denoisers.DiscreteSchedule.sigma_to_t])."""
+        ([`DiscreteSchedule.sigma_to_t`][tgsample.denoisers.DiscreteSchedule.sigma_to_t])."""
         return self.schedule.sigma_to_t(sigma)
 
     def t_to_sigma(self, t: Tensor) -> Tensor:
         """Noise level of timestep `t` on the model's table
-([`DiscreteSchedule.t_to_sigma`][tgsample.denoisers.DiscreteSchedule.t_to_sigma])."""
+        ([`DiscreteSchedule.t_to_sigma`][tgsample.denoisers.DiscreteSchedule.t_to_sigma])."""
         return self.schedule.t_to_sigma(t)
 
     def init_noise_scale(self, sigma: Tensor) -> Tensor:
@@ -245,7 +241,7 @@ class FlowDenoiser(Denoiser):
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
         """The flow time `t = sigma / (1 + sigma)` in `[0, 1]`, exact
-([`tgsample.flow.sigma_to_t`][tgsample.flow.sigma_to_t];
+        ([`tgsample.flow.sigma_to_t`][tgsample.flow.sigma_to_t];
         the pure-noise level `2**53` is `t = 1`)."""
         from .flow import sigma_to_t
 

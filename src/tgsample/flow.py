@@ -50,14 +50,14 @@ _UNSUPPORTED = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"
 
 def t_to_sigma(t: Tensor) -> Tensor:
     """`sigma = t / (1 - t)` elementwise, with `t = 1` (pure noise) mapped to
-[`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA]."""
+    [`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA]."""
     t = torch.as_tensor(t, dtype=torch.float64)
     return torch.where(t >= 1, torch.full_like(t, PURE_NOISE_SIGMA), M.flow_sigma(t))  # 1/0 = inf is masked
 
 
 def sigma_to_t(sigma: Tensor) -> Tensor:
     """`t = sigma / (1 + sigma)` ([`tgsample.math.flow_t`][tgsample.math.flow_t]);
-[`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA] gives exactly 1."""
+    [`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA] gives exactly 1."""
     return M.flow_t(torch.as_tensor(sigma))
 
 
@@ -68,14 +68,11 @@ class FlowSchedule:
     Attributes:
         shift: the static shift (`use_dynamic_shifting=False`).
         use_dynamic_shifting: shift by `mu(image_seq_len)` instead (FLUX-dev).
-        base_shift: `mu` is linear in the number of
-            image tokens through `(base_image_seq_len, base_shift)` and `(max_image_seq_len, max_shift)`.
-        max_shift: `mu` is linear in the number of
-            image tokens through `(base_image_seq_len, base_shift)` and `(max_image_seq_len, max_shift)`.
-        base_image_seq_len: `mu` is linear in the number of
-            image tokens through `(base_image_seq_len, base_shift)` and `(max_image_seq_len, max_shift)`.
-        max_image_seq_len: `mu` is linear in the number of
-            image tokens through `(base_image_seq_len, base_shift)` and `(max_image_seq_len, max_shift)`.
+        base_shift: `mu` at `base_image_seq_len` image tokens (`mu` is linear in the number of image
+            tokens through `(base_image_seq_len, base_shift)` and `(max_image_seq_len, max_shift)`).
+        max_shift: `mu` at `max_image_seq_len` image tokens.
+        base_image_seq_len: the image-token count of `base_shift`.
+        max_image_seq_len: the image-token count of `max_shift`.
         time_shift_type: `"exponential"` (factor `exp(mu)`) or `"linear"` (factor `mu`).
         num_train_timesteps: the scheduler's `T` (its smallest training time is `1 / T`).
         spacing: the pipeline's base times, one of [`SPACINGS`][tgsample.flow.SPACINGS].
@@ -148,7 +145,7 @@ class FlowSchedule:
     def sigmas(self, steps: int, image_seq_len: Optional[int] = None, mu: Optional[float] = None,
                shift: Optional[float] = None) -> Tensor:
         """The schedule in sigma space, float64, ending at 0: `factor * t / (1 - t)` of
-[`base_times`][tgsample.flow.FlowSchedule.base_times],
+        [`base_times`][tgsample.flow.FlowSchedule.base_times],
         the first (`t = 1`) being [`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA]. `shift` overrides the factor."""
         factor = float(shift) if shift is not None else self.factor(image_seq_len, mu)
         if not (factor > 0 and math.isfinite(factor)):

@@ -143,7 +143,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Recipe":
         """The recipe of a mapping with (a subset of) the field names; unknown keys are a
-[`ConfigError`][tgsample.errors.ConfigError]."""
+        [`ConfigError`][tgsample.errors.ConfigError]."""
         if isinstance(d, Recipe):
             return d
         if not isinstance(d, Mapping):
@@ -290,7 +290,7 @@ def get(student: str, variant: str = PLAIN) -> Recipe:
 
 def conform(obj: Any, label: str) -> None:
     """What a `tgsample.recipes` registration must be: a mapping of variant suffix ->
-[`Recipe`][tgsample.recipes.Recipe]."""
+    [`Recipe`][tgsample.recipes.Recipe]."""
     from .errors import PluginError
 
     if not isinstance(obj, Mapping):

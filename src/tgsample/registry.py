@@ -151,7 +151,7 @@ KINDS: tuple[str, ...] = tuple(_KINDS)
 
 def kind_spec(kind: str) -> Kind:
     """The [`Kind`][tgsample.registry.Kind] of `kind` ([`UnknownNameError`][tgsample.errors.UnknownNameError] for an
-unknown kind)."""
+    unknown kind)."""
     return _KINDS[check_kind(kind)]
 
 
@@ -190,11 +190,11 @@ class Entry:
     """One registration of a name, as [`entries`][tgsample.registry.entries] and `tgsample list` report it.
 
     Attributes:
-        name: the registry key.
-        kind: the registry key.
+        name: the registered name (with `kind`, the registry key).
+        kind: the registry kind (`"solvers"`, ...).
         value: where it lives, `"module:attr"`.
         dist: the distribution that declares it (`"<in-process>"` for [`register`][tgsample.registry.register]).
-        version: the distribution that declares it (`"<in-process>"` for [`register`][tgsample.registry.register]).
+        version: that distribution's version.
         builtin: declared by tgsample itself.
         active: [`get`][tgsample.registry.get] `(kind, name)` resolves to this registration.
         status: `"unloaded"`, `"loaded"` or `"failed"`.
@@ -259,7 +259,7 @@ _state = _State()
 
 def check_kind(kind: str) -> str:
     """Return `kind` if it is one of [`KINDS`][tgsample.registry.KINDS], else raise
-[`UnknownNameError`][tgsample.errors.UnknownNameError]."""
+    [`UnknownNameError`][tgsample.errors.UnknownNameError]."""
     if kind in KINDS:
         return kind
     close = difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
@@ -421,7 +421,7 @@ def _load(src: _Source) -> Any:
 
 def check_options(fn: Callable, options: dict, site: Site) -> None:
     """Refuse options `fn` does not accept ([`ConfigError`][tgsample.errors.ConfigError] naming them, the accepted ones
-and the
+    and the
     closest names); a function with `**kwargs` accepts anything."""
     import inspect
     try:

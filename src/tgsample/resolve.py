@@ -166,7 +166,7 @@ def _sigmas(model: Any, s: Mapping[str, Any]) -> Tensor:
 
 def _route(options: Mapping[str, Any], s: dict) -> None:
     """Put keyword `options` of [`tgsample.sample`][tgsample.sampling.sample] into `solver_options` or
-`schedule_options`:
+    `schedule_options`:
     to whichever component accepts the keyword ([`ConfigError`][tgsample.errors.ConfigError] if both or neither do)."""
     if not options:
         return

@@ -30,7 +30,7 @@ __all__ = ["TDD_DEFAULT", "check_steps", "exponential", "karras", "lcm", "lcm_ti
 
 def k_sampling() -> Any:
     """`k_diffusion.sampling` ([`tgsample.kdiffusion.k_sampling`][tgsample.kdiffusion.k_sampling]), imported on first
-use."""
+    use."""
     from .kdiffusion import k_sampling as load
 
     return load()
@@ -84,7 +84,7 @@ def sigma_range(model: Any, sigma_min: Optional[float] = None, sigma_max: Option
 
 def check_steps(steps: Any) -> int:
     """`steps` if it is a positive integer, else [`ConfigError`][tgsample.errors.ConfigError] (for schedule functions,
-plugins too)."""
+    plugins too)."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConfigError(f"steps={steps!r} must be a positive integer")
     return steps
@@ -169,7 +169,7 @@ def lcm(steps: int, model: Any = None, *, original_steps: int = 50) -> Tensor:
 
 def trailing(steps: int, model: Any = None) -> Tensor:
     """The "trailing" schedule ([`trailing_timesteps`][tgsample.schedules.trailing_timesteps]) in sigmas of `model`'s
-table."""
+    table."""
     return timesteps_to_sigmas(model, trailing_timesteps(steps, _table_size(model)))
 
 

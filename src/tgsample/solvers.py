@@ -80,7 +80,7 @@ def report(callback: Callback, x: Tensor, i: int, sigma: Tensor, est: Estimate,
 
 def provides(*capabilities: str) -> Callable[[Callable], Callable]:
     """Declare what a solver function provides to guidances: [`STEP_INDEX`][tgsample.solvers.STEP_INDEX],
-[`SPLIT_DIRECTION`][tgsample.solvers.SPLIT_DIRECTION]:
+    [`SPLIT_DIRECTION`][tgsample.solvers.SPLIT_DIRECTION]:
 
     ```python
     @provides(STEP_INDEX, SPLIT_DIRECTION)
@@ -102,7 +102,7 @@ def provides(*capabilities: str) -> Callable[[Callable], Callable]:
 
 def capabilities(solver: Callable) -> frozenset:
     """What `solver` declared with [`provides`][tgsample.solvers.provides] (through `functools.partial`); empty if
-nothing."""
+    nothing."""
     while isinstance(solver, functools.partial):
         solver = solver.func
     return frozenset(getattr(solver, "provides", ()))
@@ -162,7 +162,7 @@ def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Cal
 def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
                            s_noise: float = 1.0, callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
     """Euler ancestral: `x_{i+1} = denoised + sigma_down d + sigma_up z`
-([`tgsample.math.ancestral_split`][tgsample.math.ancestral_split])."""
+    ([`tgsample.math.ancestral_split`][tgsample.math.ancestral_split])."""
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)

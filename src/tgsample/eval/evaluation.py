@@ -61,8 +61,8 @@ class Reference:
     """Statistics of the reference set in one feature space.
 
     Attributes:
-        mu: mean and covariance of its features.
-        sigma: mean and covariance of its features.
+        mu: the mean of its features.
+        sigma: the covariance of its features.
         features: the features themselves (KID needs them), or `None`.
         provenance: source, count, feature network identity, tgsample version, date (see
             [`reference_stats`][tgsample.eval.evaluation.reference_stats]).
@@ -274,13 +274,14 @@ def evaluate(runs: Sequence[Union[PathLike, Source]], *, reference: Any = "defau
         resamples: bootstrap resamples for FID.
         bootstrap: `"basic"` or `"percentile"` bootstrap interval.
         seed: seeds the bootstrap and the KID subsets.
-        kid_subsets: KID's random subsets (clean-fid's `num_subsets` / `max_subset_size`).
-        kid_subset_size: KID's random subsets (clean-fid's `num_subsets` / `max_subset_size`).
+        kid_subsets: the number of KID's random subsets (clean-fid's `num_subsets`).
+        kid_subset_size: the largest size of a KID subset (clean-fid's `max_subset_size`).
         kid_folds: disjoint folds of the paired KID interval.
-        cache_dir: how features are extracted ([`tgsample.eval.features.extract`][tgsample.eval.features.extract]).
-        batch_size: how features are extracted ([`tgsample.eval.features.extract`][tgsample.eval.features.extract]).
-        num_workers: how features are extracted ([`tgsample.eval.features.extract`][tgsample.eval.features.extract]).
-        trainer: how features are extracted ([`tgsample.eval.features.extract`][tgsample.eval.features.extract]).
+        cache_dir: where extracted features are cached
+            ([`tgsample.eval.features.extract`][tgsample.eval.features.extract], as the next three).
+        batch_size: images per batch of the feature extraction.
+        num_workers: data-loader workers of the feature extraction.
+        trainer: Lightning Trainer options of the feature extraction.
         progress: show a progress bar.
 
     Returns:

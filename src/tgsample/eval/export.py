@@ -49,7 +49,7 @@ PathLike = Union[str, Path]
 @dataclass
 class ExportSummary:
     """What [`export`][tgsample.eval.export.export] wrote: the format, the folder, the number of images and any
-notes."""
+    notes."""
 
     format: str
     out: Path

@@ -460,7 +460,7 @@ def _takes_weights(fn: Callable) -> bool:
 
 def build_extractor(spec: Union[str, nn.Module, Callable], weights: Optional[Union[str, Path]] = None) -> Extractor:
     """An [`Extractor`][tgsample.eval.extractors.Extractor] from a name in
-[`EXTRACTORS`][tgsample.eval.extractors.EXTRACTORS], a `"module:attr"` path, an `nn.Module` or a
+    [`EXTRACTORS`][tgsample.eval.extractors.EXTRACTORS], a `"module:attr"` path, an `nn.Module` or a
     factory. `weights` (a local path) is passed to factories that take it."""
     obj: Any = spec
     label: Optional[str] = None

@@ -83,8 +83,8 @@ class FrechetBootstrap:
     """FD against fixed reference statistics for many weighted resamples of one feature set.
 
     Args:
-        mu: the reference statistics.
-        sigma: the reference statistics.
+        mu: the reference features' mean.
+        sigma: the reference features' covariance.
         device: where to compute (a GPU makes 2048-d resamples cheap).
         memory: bytes a chunk of resamples may use (its weighted features `[chunk, n, d]`).
     """

@@ -219,7 +219,7 @@ def open_dataset(name: str) -> Source:
 
 def open_source(spec: Union[str, Path, Source], name: Optional[str] = None) -> Source:
     """A [`Source`][tgsample.eval.runs.Source] from a dataset name, a run directory (has `manifest.jsonl`) or an image
-folder."""
+    folder."""
     if isinstance(spec, Source):
         return spec
     if isinstance(spec, str) and spec in DATASETS:
@@ -242,7 +242,7 @@ def prompt_key(item: Item) -> str:
 
 def paired_ids(sources: Sequence[Source]) -> list[str]:
     """The ids every source has, in the first source's order; [`PairingError`][tgsample.eval.errors.PairingError] if
-there are none or if a
+    there are none or if a
     shared id has another prompt or seed in some source (then the images are not paired)."""
     maps = [s.by_id() for s in sources]
     shared = [i for i in (it.id for it in sources[0].items) if all(i in m for m in maps[1:])]

@@ -51,8 +51,8 @@ class StepContext:
     """What a solver knows at a model evaluation (the guidance's `sigma` argument is the level itself).
 
     Attributes:
-        cond: conditioning dicts (batch-first tensors), passed to the denoiser as keywords.
-        uncond: conditioning dicts (batch-first tensors), passed to the denoiser as keywords.
+        cond: the conditioning dict (batch-first tensors), passed to the denoiser as keywords.
+        uncond: the unconditional (or negative) conditioning dict, the same way; `None` without one.
         index: the step number `i` (`None` where the solver provides none, e.g. k-diffusion's samplers).
         sigma_next: `sigma_{i+1}` per sample, shape `[B]` like `sigma` (`None` where unknown).
             A two-stage solver gives the step's `sigma_{i+1}` at both stages.
@@ -86,7 +86,7 @@ class StepContext:
 
     def require_step(self, who: str) -> int:
         """`index`, or [`UnsupportedGuidanceError`][tgsample.errors.UnsupportedGuidanceError] saying `who` needs the
-step (and `sigma_next`)."""
+        step (and `sigma_next`)."""
         if self.index is None or self.sigmas is None:
             raise UnsupportedGuidanceError(
                 f"{who} needs the step number and the schedule, which this solver does not provide; sample "
@@ -96,7 +96,7 @@ step (and `sigma_next`)."""
 
 def require_uncond(ctx: StepContext, who: str) -> Cond:
     """`ctx.uncond`, or [`ConfigError`][tgsample.errors.ConfigError] saying `who` needs one (the message plugins should
-use)."""
+    use)."""
     if ctx.uncond is None:
         raise ConfigError(f"{who} needs an unconditional input: pass uncond=... (e.g. the empty prompt or the null class)")
     return ctx.uncond
@@ -128,14 +128,14 @@ class Guidance:
 
     def to_spec(self) -> dict:
         """`{"name": ..., **parameters}`, nested guidances as specs
-([`tgsample.guidance.spec.to_spec`][tgsample.guidance.spec.to_spec])."""
+        ([`tgsample.guidance.spec.to_spec`][tgsample.guidance.spec.to_spec])."""
         from .spec import to_spec
 
         return to_spec(self)
 
     def check(self, sigmas: Tensor) -> None:
         """Raise [`ConfigError`][tgsample.errors.ConfigError] if this guidance cannot run on the schedule `sigmas`
-(called once,
+        (called once,
         before sampling). The default checks the nested guidances."""
         from .spec import parts
 
@@ -146,7 +146,7 @@ class Guidance:
 
 def is_guidance(obj: Any) -> bool:
     """A [`Guidance`][tgsample.guidance.base.Guidance] instance, or a duck-typed one: callable with `needs_step` and
-`splits_direction`."""
+    `splits_direction`."""
     if isinstance(obj, type):
         return False
     return isinstance(obj, Guidance) or (callable(obj) and hasattr(obj, "needs_step")

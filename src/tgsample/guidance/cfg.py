@@ -23,7 +23,7 @@ paper's range is [0, 1]); above 1 the guided estimate extrapolates past the cond
 
 def check_unit(name: str, value: Any, hi: float = 1.0, why: str = "") -> float:
     """`value` as a float after checking it is a strength in `[0, hi]` ([`ConfigError`][tgsample.errors.ConfigError]
-naming
+    naming
     `name`, the range and `why`)."""
     try:
         value = float(value)
@@ -36,7 +36,7 @@ naming
 
 def check_finite(name: str, value: Any) -> float:
     """`value` as a float after checking it is a finite number ([`ConfigError`][tgsample.errors.ConfigError] naming
-`name`)."""
+    `name`)."""
     try:
         value = float(value)
     except (TypeError, ValueError):

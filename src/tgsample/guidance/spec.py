@@ -231,7 +231,7 @@ def conform(obj: Any, label: str) -> None:
 
 def create(obj: Any, options: dict, site: Any) -> Any:
     """How [`tgsample.registry.create`][tgsample.registry.create] builds a guidance: an instance as is (no options), a
-class
+    class
     through [`build`][tgsample.guidance.spec.build]'s rules (nested parts from specs), a factory called with the
     options."""
     from .. import registry

@@ -44,7 +44,7 @@ def records_hash(keys: Iterable[str]) -> str:
 
 def without_locations(settings: Mapping[str, Any]) -> dict:
     """`settings` with the [`LOCATION_OPTIONS`][tgsample.lightning.identity.LOCATION_OPTIONS] removed from
-`student_options` / `teacher_options`."""
+    `student_options` / `teacher_options`."""
     out = copy.deepcopy(dict(settings))
     for key in ("student_options", "teacher_options"):
         if isinstance(out.get(key), Mapping):

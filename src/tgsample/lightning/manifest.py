@@ -47,7 +47,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
     """[`atomic_write`][tgsample.lightning.manifest.atomic_write] of a text file from an iterable of lines (streamed,
-each with its newline)."""
+    each with its newline)."""
     tmp = _tmp(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -75,7 +75,7 @@ def create_exclusive(path: Path, data: bytes) -> bool:
 
 def png_bytes(image: Any, meta: dict) -> bytes:
     """A PNG of `uint8 [H, W, C]` (C = 1, 3 or 4) with `meta` as JSON in its
-[`TEXT_KEY`][tgsample.lightning.manifest.TEXT_KEY] chunk."""
+    [`TEXT_KEY`][tgsample.lightning.manifest.TEXT_KEY] chunk."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -90,7 +90,7 @@ def png_bytes(image: Any, meta: dict) -> bytes:
 
 def png_record(path: Path) -> Optional[dict]:
     """The [`TEXT_KEY`][tgsample.lightning.manifest.TEXT_KEY] metadata of a complete, decodable PNG, else `None`
-(missing, torn, foreign)."""
+    (missing, torn, foreign)."""
     from PIL import Image
 
     try:

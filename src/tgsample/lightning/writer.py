@@ -111,7 +111,7 @@ def _same_record(row: dict, record: Record) -> bool:
 
 def _tile(img: Any) -> Any:
     """`img` scaled to [`PREVIEW_TILE`][tgsample.lightning.writer.PREVIEW_TILE]: up by an integer factor (nearest) or
-down (Lanczos)."""
+    down (Lanczos)."""
     from PIL import Image
 
     lo, hi = PREVIEW_TILE

@@ -32,7 +32,7 @@ from tgsample.solvers import SPLIT_DIRECTION, STEP_INDEX, provides, report
 def sample_heun(model: Any, x: Tensor, sigmas: Tensor, *, callback: Optional[Callable[[dict], Any]] = None,
                 disable: Optional[bool] = None) -> Tensor:
     """Heun (2nd order) on `model(x, sigma, i, stage) -> Estimate` (a
-[`tgsample.GuidedModel`][tgsample.solvers.GuidedModel])."""
+    [`tgsample.GuidedModel`][tgsample.solvers.GuidedModel])."""
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         est = model(x, sigma, i)

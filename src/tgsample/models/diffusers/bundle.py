@@ -146,7 +146,7 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
                original_size: Optional[tuple[int, int]] = None, crops_coords_top_left: tuple[int, int] = (0, 0),
                target_size: Optional[tuple[int, int]] = None) -> DiffusersModel:
     """Load an SD 1.x / SDXL diffusers pipeline (directory or cached hub id) as a
-[`DiffusersModel`][tgsample.models.diffusers.bundle.DiffusersModel].
+    [`DiffusersModel`][tgsample.models.diffusers.bundle.DiffusersModel].
 
     Args:
         name: the registry name reported by the model.
@@ -272,7 +272,7 @@ def vae_latent_space(config: dict) -> dict:
 
 def latent_space(model: Model) -> Optional[dict]:
     """The latent space ([`vae_latent_space`][tgsample.models.diffusers.bundle.vae_latent_space]) of a diffusers model's
-VAE (`None` for other models)."""
+    VAE (`None` for other models)."""
     parts = getattr(model, "parts", None)
     config = parts.vae_options.get("config") if parts is not None else None
     if config is None:
@@ -312,7 +312,7 @@ def check_latent_space(student: Model, teacher: str, space: Optional[dict], wher
 
 def check_compatible(student: Model, teacher: Model) -> None:
     """Raise unless student and teacher sample the same latent space
-([`check_latent_space`][tgsample.models.diffusers.bundle.check_latent_space]) and shape
+    ([`check_latent_space`][tgsample.models.diffusers.bundle.check_latent_space]) and shape
     ([`ShapeMismatchError`][tgsample.errors.ShapeMismatchError])."""
     check_latent_space(student, teacher.name, latent_space(teacher))
     s, t = tuple(student.sample_shape), tuple(teacher.sample_shape)

@@ -80,7 +80,7 @@ def family(root: Path, expected: Optional[str], who: str) -> str:
 @dataclass
 class FlowParts(Parts):
     """[`Parts`][tgsample.models.diffusers.bundle.Parts] of a flow pipeline (`unet` holds the transformer); `offload` is
-the memory mode."""
+    the memory mode."""
 
     offload: Optional[str] = None
 
@@ -92,7 +92,7 @@ the memory mode."""
 @dataclass
 class FlowModel(DiffusersModel):
     """A [`Model`][tgsample.models.base.Model] backed by a FLUX / SD3 pipeline (`parts` is a
-[`FlowParts`][tgsample.models.diffusers.flow_bundle.FlowParts])."""
+    [`FlowParts`][tgsample.models.diffusers.flow_bundle.FlowParts])."""
 
     def to(self, device: torch.device | str, dtype: Optional[torch.dtype] = None) -> "FlowModel":
         """Move the transformer (cast to `dtype`), the text encoders and the VAE to `device`."""
@@ -179,7 +179,7 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
                     decode_batch_size: Optional[int] = None, recipes: Optional[dict] = None,
                     diffusers_parity: bool = False) -> FlowModel:
     """Load a FLUX or SD3 / SD3.5 diffusers pipeline (directory or cached hub id) as a
-[`FlowModel`][tgsample.models.diffusers.flow_bundle.FlowModel].
+    [`FlowModel`][tgsample.models.diffusers.flow_bundle.FlowModel].
 
     Args:
         name: the registry name reported by the model.

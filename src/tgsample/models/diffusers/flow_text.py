@@ -97,7 +97,7 @@ class FlowPromptEncoder(PromptEncoder):
 
     def options(self) -> tuple:
         """What decides the embeddings besides the weights
-([`PromptEncoder.same_as`][tgsample.models.diffusers.text.PromptEncoder.same_as]): the kind, the T5
+        ([`PromptEncoder.same_as`][tgsample.models.diffusers.text.PromptEncoder.same_as]): the kind, the T5
         length and which text encoders are present."""
         return (self.kind, self.max_sequence_length, tuple(m is not None for m in self.slots))
 

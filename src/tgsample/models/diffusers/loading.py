@@ -123,7 +123,7 @@ def family(root: Path) -> str:
 
 def check_family(root: Path, expected: Optional[str], who: str) -> str:
     """The family of the pipeline at `root` ([`family`][tgsample.models.diffusers.loading.family]);
-[`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError] if `expected` is
+    [`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError] if `expected` is
     given and differs."""
     found = family(root)
     if expected is not None and found != expected:

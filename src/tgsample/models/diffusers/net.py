@@ -133,7 +133,7 @@ def clip_x0(x0: Tensor, mode: str = "clamp", value: float = 1.0, percentile: flo
 
 class DiffusersDenoiser(DiscreteVPDenoiser):
     """A [`DiscreteVPDenoiser`][tgsample.denoisers.DiscreteVPDenoiser] over a
-[`UNetNet`][tgsample.models.diffusers.net.UNetNet], with optional x0 clipping (TDD).
+    [`UNetNet`][tgsample.models.diffusers.net.UNetNet], with optional x0 clipping (TDD).
 
     Args:
         x0_clip: `None` (off) or `{"mode": "clamp" | "dynamic", "value": v, "percentile": p,

@@ -136,13 +136,13 @@ class PromptEncoder:
 
     def options(self) -> tuple:
         """What decides the embeddings besides the weights (compared by
-[`same_as`][tgsample.models.diffusers.text.PromptEncoder.same_as]): the kind, clip skip,
+        [`same_as`][tgsample.models.diffusers.text.PromptEncoder.same_as]): the kind, clip skip,
         SDXL's empty-prompt zeros and micro-conditioning."""
         return (self.kind, self.clip_skip, self.force_zeros, self.time_ids(1).tolist())
 
     def same_as(self, other: "PromptEncoder") -> bool:
         """True when `other` computes the same embeddings (same
-[`options`][tgsample.models.diffusers.text.PromptEncoder.options] and encoder weights)."""
+        [`options`][tgsample.models.diffusers.text.PromptEncoder.options] and encoder weights)."""
         return (self is other) or (
             self.options() == other.options()
             and len(self.text_encoders) == len(other.text_encoders)

@@ -179,7 +179,7 @@ class FluxNet(TransformerNet):
 
 class FlowTransformerDenoiser(FlowDenoiser):
     """A [`FlowDenoiser`][tgsample.denoisers.FlowDenoiser] over a
-[`TransformerNet`][tgsample.models.diffusers.transformer.TransformerNet], with the model's own schedule.
+    [`TransformerNet`][tgsample.models.diffusers.transformer.TransformerNet], with the model's own schedule.
 
     Args:
         net: the transformer adapter (its `t_scale`: 1000 for SD3, 1 for FLUX).

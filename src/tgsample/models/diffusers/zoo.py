@@ -88,7 +88,7 @@ def sd15(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = T
 
 def sdxl(*, path: Optional[str] = None, student: Any = None, zero_copy: bool = True, **options: Any) -> DiffusersModel:
     """Teacher `sdxl`: an SDXL-family pipeline (two text encoders, pooled embeddings, time ids); as
-[`sd15`][tgsample.models.diffusers.zoo.sd15]."""
+    [`sd15`][tgsample.models.diffusers.zoo.sd15]."""
     return make_teacher("sdxl", SDXL, path=path, student=student, zero_copy=zero_copy, recipes={"": TEACHER},
                         family="sdxl", **options)
 
