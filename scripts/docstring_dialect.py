@@ -13,8 +13,9 @@ Mechanical rewrites of every docstring (module, class, function and attribute do
 2. RST double backticks become Markdown code spans (a span that contains a backtick keeps them).
 3. RST literal blocks (a paragraph ending in ``::`` and an indented block) become fenced code
    blocks (``python`` where the block parses as Python, ``text`` otherwise).
-4. Sphinx ``#:`` comments above a module or class attribute become the attribute's docstring
-   (the string right after the assignment, which griffe and mkdocstrings read).
+4. Sphinx ``#:`` comments above a module or class attribute, and the trailing comment of a
+   one-line attribute assignment, become the attribute's docstring (the string right after the
+   assignment, which griffe and mkdocstrings read).
 
 What it cannot do (formulas as math, one attribute per line in an ``Attributes:`` table,
 wording) is done by hand. ``--check`` changes nothing, prints what it would change and exits 1
@@ -382,6 +383,12 @@ def convert_comments(source: str) -> str:
             while j > 0 and lines[j - 1].lstrip().startswith("#:"):
                 j -= 1
             if j == first:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                public = all(isinstance(t, ast.Name) and not t.id.startswith("_") for t in targets)
+                trailing = _trailing_comment(lines[stmt.end_lineno - 1]) if public else None
+                if trailing is not None and stmt.lineno == stmt.end_lineno:
+                    indent = lines[first][:len(lines[first]) - len(lines[first].lstrip())]
+                    edits.append((first, first, stmt.end_lineno, indent, [trailing]))
                 continue
             indent = lines[first][:len(lines[first]) - len(lines[first].lstrip())]
             comment = [ln.strip()[2:].strip() for ln in lines[j:first]]
@@ -390,12 +397,40 @@ def convert_comments(source: str) -> str:
     walk(tree.body)
     for j, first, end, indent, comment in sorted(edits, reverse=True):
         body = f"\n{indent}".join(comment)
-        if '"""' in body:
+        quote = '"""' if not (body.startswith('"') or body.endswith('"')) else "'''"
+        if quote in body:
             continue
-        quote = 'r"""' if "\\" in body else '"""'
-        lines.insert(end, f"{indent}{quote}{body}\"\"\"\n")
+        lines.insert(end, f"{indent}{'r' if chr(92) in body else ''}{quote}{body}{quote}\n")
+        if j == first:  # a trailing comment: take it off the line
+            code = lines[first].rstrip("\n")
+            lines[first] = code[:_comment_at(code)].rstrip() + "\n"
         del lines[j:first]
     return "".join(lines)
+
+
+def _comment_at(line: str) -> int | None:
+    """Where ``line``'s trailing ``#`` comment starts (outside strings), or None."""
+    import io
+    import tokenize
+
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line + "\n").readline):
+            if tok.type == tokenize.COMMENT:
+                return tok.start[1]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return None
+
+
+def _trailing_comment(line: str) -> str | None:
+    """The text of a one-line assignment's trailing comment, unless it is a tool's pragma."""
+    at = _comment_at(line.rstrip("\n"))
+    if at is None:
+        return None
+    text = line.rstrip("\n")[at + 1:].strip()
+    if not text or re.match(r"(noqa|type:|pragma|fmt:|pylint|ruff|isort|nosec|mypy)", text):
+        return None
+    return text
 
 
 def module_name(path: Path) -> str:

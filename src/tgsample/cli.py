@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """command -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code."""
 
 BENCHES: dict[str, str] = {"quality": "tgsample.bench.quality:main"}
+"""The `tgsample bench` benchmarks: name -> `"module:function"` (imported only when it runs)."""
 
 EXIT_PIPE = 141
 """exit status after a closed pipe (128 + SIGPIPE, what a shell reports for `yes | head -1`)"""
@@ -89,6 +90,7 @@ def bench(argv: list[str]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """The `tgsample` command: dispatch `argv` to a subcommand; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

@@ -44,9 +44,12 @@ from typing import Any, Callable, Mapping, Union
 
 from torch import Tensor
 
-SIGMA_MAX_START = ("linspace", "trailing")  # Euler's init_noise_sigma is sigma_max with these spacings
-SCHEDULE_SPACING = {"trailing": "trailing"}  # tgsample schedules that fix diffusers' timestep spacing
-DEFAULT_SPACING = "linspace"  # EulerDiscreteScheduler's default timestep_spacing
+SIGMA_MAX_START = ("linspace", "trailing")
+"""Euler's init_noise_sigma is sigma_max with these spacings"""
+SCHEDULE_SPACING = {"trailing": "trailing"}
+"""tgsample schedules that fix diffusers' timestep spacing"""
+DEFAULT_SPACING = "linspace"
+"""EulerDiscreteScheduler's default timestep_spacing"""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ DIFFUSERS: dict[str, SchedulerConvention] = {
     "lcm": SchedulerConvention("LCMScheduler"),
     "tcd": SchedulerConvention("TCDScheduler", solver_options={"final": "t0"}),
 }
+"""diffusers' scheduler convention for each tgsample solver, by solver name (`diffusers_parity=True`)."""
 
 
 FLOW_DIFFUSERS: dict[str, SchedulerConvention] = {

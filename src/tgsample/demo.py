@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 T0 = time.perf_counter()
+"""When the demo module was imported: the demo's printed times count from here (imports included)."""
 
 
 def grid(images, rows: int, cols: int, scale: int = 4, pad: int = 2):
@@ -37,6 +38,7 @@ def side_by_side(left, right, gap: int = 12):
 
 
 def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The parsed arguments of `tgsample demo`."""
     from .cli import ArgumentParser
 
     p = ArgumentParser(prog="tgsample demo", description=__doc__.split("\n")[0])
@@ -53,6 +55,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """`tgsample demo`: sample the student plain and teacher-guided, save a comparison grid; the exit status."""
     a = parse(argv)
     import torch
     from PIL import Image

@@ -34,6 +34,8 @@ from . import math as M
 from .errors import ConfigError
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
+"""The prediction types of a [`DiscreteVPDenoiser`][tgsample.denoisers.DiscreteVPDenoiser] (diffusers'
+`prediction_type`)."""
 
 
 def has_table(denoiser: Any) -> bool:

@@ -43,6 +43,7 @@ SPACINGS = ("linspace", "scheduler")
 `t = linspace(1, 1/N, N)`; `"scheduler"` -- SD3 pipelines use the scheduler's own
 `linspace(t_max, t_min, N)` over its (init-shifted) training range."""
 TIME_SHIFT_TYPES = ("exponential", "linear")
+"""A dynamic shift's types (diffusers' `time_shift_type`): factor `exp(mu)` or `mu`."""
 # scheduler options whose sigmas are not a shifted base schedule: refused rather than ignored
 _UNSUPPORTED = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "shift_terminal", "invert_sigmas",
                 "stochastic_sampling")

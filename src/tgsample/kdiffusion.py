@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 
 STOCK = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive",
          "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde")
-BROWNIAN = ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")  # k-diffusion's default noise there is a Brownian tree
+"""The k-diffusion samplers that tgsample registers, as `k_<name>` (`sample_<name>` in `k_diffusion.sampling`)."""
+BROWNIAN = ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")
+"""k-diffusion's default noise there is a Brownian tree"""
 
 
 def k_sampling() -> Any:

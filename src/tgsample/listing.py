@@ -22,9 +22,11 @@ from . import registry
 from .cli import ArgumentParser
 
 PRESETS = "presets"
+"""The kind that `tgsample list presets` lists: the presets derived from the recipes (not a registry kind)."""
 
 
 def parser() -> argparse.ArgumentParser:
+    """The argument parser of `tgsample list`."""
     p = ArgumentParser(
         prog="tgsample list",
         description="List registered guidances, solvers, schedules, students and teachers "
@@ -75,6 +77,7 @@ def weights_text(e: registry.Entry) -> str:
 
 
 def note_text(e: registry.Entry) -> str:
+    """The NOTE column of an entry: `inactive` (another registration of the name wins) and its conflict, if any."""
     notes = []
     if not e.active:
         notes.append("inactive")
@@ -94,6 +97,7 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def render(entries: Sequence[registry.Entry], check: bool) -> str:
+    """The table of `tgsample list` (with STATUS and WEIGHTS columns under `--check`)."""
     header = ["NAME", "KIND", "DISTRIBUTION", "VERSION", "VALUE"] + (["STATUS", "WEIGHTS"] if check else []) + ["NOTE"]
     rows = [
         [e.name, e.kind, e.dist, e.version, e.value] + ([status_text(e), weights_text(e) or "-"] if check else [])

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 Scalar = Union[float, Tensor]
+"""A number or a tensor (a per-sample `[B]` tensor where a formula allows it)."""
 
 
 def append_dims(t: Tensor | float, ndim: int) -> Tensor | float:

@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 
 PURPOSES = ("init", "ancestral", "renoise", "renoise_level")
-SEED_RANGE = 2**63 - 1  # integer seeds drawn for other generators (k-diffusion's Brownian trees)
+"""The noise streams of a sample, one per purpose (so that no draw shifts another)."""
+SEED_RANGE = 2**63 - 1
+"""integer seeds drawn for other generators (k-diffusion's Brownian trees)"""
 
 
 def check_seed(value: Any, where: str = "seed") -> int:

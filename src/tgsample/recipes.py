@@ -173,6 +173,7 @@ class Recipe:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Recipe))
+"""The field names of a [`Recipe`][tgsample.recipes.Recipe]."""
 
 DEFAULT = Recipe(solver="euler", schedule="karras", steps=10, note="tgsample's library defaults")
 """library defaults, the last precedence level (no guidance: the conditional denoiser alone)."""

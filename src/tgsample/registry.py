@@ -44,9 +44,13 @@ from typing import Any, Callable, Iterable, Optional, Union
 from .errors import ConfigError, PluginError, UnknownNameError
 
 GROUP_PREFIX = "tgsample."
+"""The prefix of the entry-point groups: `tgsample.<kind>`."""
 BUILTIN_DIST = "tgsample"
+"""The distribution whose entry points are the built-ins."""
 DISABLE_ENV = "TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD"
+"""The environment variable that, set to 1 / true / yes / on, loads only the built-ins (no plugins)."""
 IN_PROCESS = "<in-process>"
+"""The distribution name of a registration made in this process with [`register`][tgsample.registry.register]."""
 
 __all__ = [
     "KINDS", "DISABLE_ENV", "Entry", "Kind", "PluginConflictWarning", "Site", "autoload_disabled", "check",
@@ -230,7 +234,8 @@ class _Source:
     dist: str
     version: str
     builtin: bool
-    entry_point: Any = None  # importlib_metadata.EntryPoint, or None for in-process
+    entry_point: Any = None
+    """importlib_metadata.EntryPoint, or None for in-process"""
     obj: Any = None
     loaded: bool = False
     error: Optional[PluginError] = None

@@ -174,6 +174,7 @@ def trailing(steps: int, model: Any = None) -> Tensor:
 
 
 TDD_DEFAULT = (999, 875, 751, 499, 251)
+"""TDD's default timesteps (its non-equidistant special-jump schedule)."""
 
 
 def tdd(steps: Optional[int] = None, model: Any = None, *, timesteps: Sequence[int] = TDD_DEFAULT) -> Tensor:

@@ -29,12 +29,14 @@ __all__ = ["GuidedModel", "STEP_INDEX", "SPLIT_DIRECTION", "CAPABILITIES", "capa
            "sample_euler_ancestral", "sample_lcm", "sample_tcd", "tcd_sigma_s"]
 
 Callback = Optional[Callable[[dict], Any]]
+"""k-diffusion's step callback: called with `{"x", "i", "sigma", "sigma_hat", "denoised"}`."""
 
 STEP_INDEX = "step_index"
 """a solver capability: it passes the step index `i` (and so `ctx.sigma_next`, `ctx.sigmas`)."""
 SPLIT_DIRECTION = "split_direction"
 """a solver capability: it moves along `direction` separately from `denoised`."""
 CAPABILITIES = (STEP_INDEX, SPLIT_DIRECTION)
+"""Every solver capability that [`provides`][tgsample.solvers.provides] accepts."""
 
 
 class GuidedModel:
@@ -264,6 +266,7 @@ def tcd_sigma_s(denoiser: Any, sigma_next: Tensor, gamma: float) -> Tensor:
 
 
 TCD_FINALS = ("x0", "t0")
+"""How TCD ends a run: the last x0 estimate, or a last step to timestep 0."""
 
 
 @provides(STEP_INDEX, SPLIT_DIRECTION)

@@ -39,7 +39,8 @@ class Run:
 
     key: str
     label: str
-    recipe: Callable[[Any, Any], Any]  # (plain Recipe, guided Recipe) -> Recipe
+    recipe: Callable[[Any, Any], Any]
+    """(plain Recipe, guided Recipe) -> Recipe"""
 
 
 @dataclass

@@ -33,6 +33,7 @@ def _devices(s: str) -> Any:
 
 
 def eval_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tgsample eval`."""
     p = argparse.ArgumentParser(prog="tgsample eval", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Defaults (--features, --reference, --scores) come from the first run's student "
@@ -148,6 +149,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def export_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tgsample export`."""
     from .export import FORMATS, MODES
 
     p = argparse.ArgumentParser(prog="tgsample export", description="Write a run in an evaluator's folder layout "

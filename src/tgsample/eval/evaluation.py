@@ -49,8 +49,11 @@ EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
 """a student's evaluation defaults (students registry name -> features, reference, scores); a model that
 ships its own feature network adds one line here."""
 FALLBACK = {"features": "inception", "reference": None, "scores": []}
+"""The evaluation defaults for a run whose student has no entry in
+[`EVAL_DEFAULTS`][tgsample.eval.evaluation.EVAL_DEFAULTS]."""
 
 PathLike = Union[str, Path]
+"""A path given as a string or a `Path`."""
 
 
 # ----------------------------------------------------------------------------- reference statistics
@@ -194,7 +197,8 @@ class Result:
     reference: Optional[dict]
     networks: dict
     settings: dict
-    per_image: dict = field(default_factory=dict, repr=False)  # run -> metric -> array, rows = ids
+    per_image: dict = field(default_factory=dict, repr=False)
+    """run -> metric -> array, rows = ids"""
     ids: list[str] = field(default_factory=list, repr=False)
     items: list[Any] = field(default_factory=list, repr=False)
 

@@ -42,8 +42,11 @@ from .runs import Item, Source, open_run
 __all__ = ["export", "FORMATS", "MODES", "HPSV2_STYLES", "ExportSummary"]
 
 MODES = ("symlink", "hardlink", "copy")
+"""How an export places each image: a symbolic link, a hard link or a copy."""
 HPSV2_STYLES = ("anime", "concept-art", "paintings", "photo")
+"""HPS v2's benchmark styles (its folder layout has one folder per style)."""
 PathLike = Union[str, Path]
+"""A path given as a string or a `Path`."""
 
 
 @dataclass

@@ -262,10 +262,12 @@ class DigitsExtractor(Extractor):
 
 
 def digits(weights: Optional[Union[str, Path]] = None) -> DigitsExtractor:
+    """The `digits` feature extractor: the shipped digit classifier's features (optional other weights)."""
     return DigitsExtractor(weights)
 
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
+"""The file name of the Inception weights that clean-fid uses (TorchScript, from its cache)."""
 
 
 class InceptionExtractor(Extractor):
@@ -294,6 +296,7 @@ class InceptionExtractor(Extractor):
 
 
 def inception(weights: Optional[Union[str, Path]] = None) -> InceptionExtractor:
+    """The `inception` feature extractor: clean-fid's Inception-v3 pool features (FID / KID)."""
     return InceptionExtractor(weights)
 
 
@@ -406,6 +409,7 @@ class ImageRewardScorer(Extractor):
 
 
 def imagereward(weights: Optional[Union[str, Path]] = None) -> ImageRewardScorer:
+    """The `imagereward` scorer (needs the `image-reward` package and its weights)."""
     return ImageRewardScorer(weights)
 
 
@@ -444,6 +448,7 @@ class HPSv2Scorer(Extractor):
 
 
 def hpsv2(weights: Optional[Union[str, Path]] = None) -> HPSv2Scorer:
+    """The `hpsv2` scorer (needs the `hpsv2` package and its weights)."""
     return HPSv2Scorer(weights)
 
 

@@ -45,6 +45,7 @@ __all__ = ["FeatureCache", "FeatureModule", "FeatureData", "FeatureWriter", "ext
            "Extraction"]
 
 OUTPUTS = "outputs.safetensors"
+"""The file of a run's extracted features inside the feature cache."""
 
 
 def default_cache_dir() -> Path:
@@ -129,9 +130,12 @@ class FeatureCache:
 
 @dataclass(frozen=True)
 class _Work:
-    source: int  # index into sources
-    item: int  # index into that source's items
-    extractors: tuple[int, ...]  # which extractors still need this image
+    source: int
+    """index into sources"""
+    item: int
+    """index into that source's items"""
+    extractors: tuple[int, ...]
+    """which extractors still need this image"""
 
 
 class _Images(torch.utils.data.Dataset):
@@ -270,6 +274,7 @@ class Extraction:
 
 
 TRAINER_DEFAULTS = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
+"""The Lightning Trainer options of a feature extraction (no logger, checkpoints or model summary)."""
 
 
 def extract(sources: Sequence[Source], extractors: Sequence[Extractor], *, use: Optional[Sequence[Sequence[int]]] = None,

@@ -29,6 +29,7 @@ from ..errors import ConfigError, NonFiniteError, ShapeMismatchError, Unsupporte
 from ..noise import NoiseStreams
 
 Cond = Mapping[str, Any]
+"""A conditioning dict: batch-first tensors passed to a denoiser as keywords."""
 
 __all__ = ["Cond", "Estimate", "Guidance", "StepContext", "denoise", "denoise_pair", "is_guidance", "require_uncond"]
 

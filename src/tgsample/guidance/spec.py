@@ -34,6 +34,8 @@ PART = "tgsample.part"
 """the dataclass-field metadata key that marks nested parts: `"guidance"` or `"model"`."""
 
 GuidanceSpec = Union[None, str, Mapping[str, Any], Any]
+"""What [`build`][tgsample.guidance.spec.build] takes: `None`, a registry name, a `{"name": ..., **options}` mapping, or
+a guidance."""
 TeacherSource = Callable[[Optional[str]], Any]
 """`source(name)` -> a teacher model for a registry name (`None`: the run's own teacher)."""
 

@@ -16,9 +16,13 @@ from .interval import check_step_indices, check_steps_exist
 from .spec import model_part, part
 
 RENOISE_SCHEDULES = ("next", "current", "random", "random_sigma")
+"""The teacher's noise level `sigma_r` on a guided step: `next`, `current`, `random` (uniform in the teacher's timestep)
+or `random_sigma` (uniform in sigma)."""
 NOISE_MODES = ("random", "deterministic", "hybrid")
+"""The renoise noise `n`: fresh Gaussian, the student's implied noise, or a normalised mix of both."""
 
 Lam = Union[float, Sequence[float], Callable[[float], float]]
+"""A teacher-guidance weight: one `lam`, one per guided step, or a function of sigma."""
 
 INTERPOLATION_SPACES = ("x0", "eps")
 """where the teacher's estimate is mixed in: `x0` (the paper's update rule) or `eps` (the reference code's

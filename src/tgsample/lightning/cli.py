@@ -38,6 +38,8 @@ QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 """Lightning's messages that say nothing about generation (hardware banner, tips, a torch deprecation
 inside Lightning, the zero-length notice of a finished job, which the writer reports itself)."""
 QUIET_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"Total length of .* across ranks is zero")
+"""Warning messages (regular expressions) that `tgsample generate` hides: Lightning's own, about nothing the user
+set."""
 
 
 class ImagesPerSecondBar(TQDMProgressBar):
@@ -119,8 +121,10 @@ GROUPS = {
 """the argument groups of `tgsample generate --help`, in order"""
 DESCRIPTION = ("Batch generation on Lightning's Trainer.predict: one image per record, resumable (rerun the same "
                "command), any number of processes. With no arguments: the embedded default model and records.")
+"""The description at the top of `tgsample generate --help`."""
 USAGE = ("tgsample generate [--config FILE] [--print_config] [--model.* ...]\n"
          "                         [--data.* ...] [--output.* ...] [--trainer.* ...]")
+"""The usage line of `tgsample generate --help`."""
 
 
 def _variants(names: list[str]) -> list[str]:

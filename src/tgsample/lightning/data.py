@@ -42,6 +42,7 @@ __all__ = ["Record", "OVERRIDE_KEYS", "MAX_RECORDS", "read_records", "build_reco
 OVERRIDE_KEYS = ("guidance", "solver", "solver_options", "schedule", "schedule_options", "steps", "sigmas")
 """settings a record may override for itself (the models are built once per run)."""
 RECORD_KEYS = ("id", "prompt", "class", "negative", "negative_prompt", "seed", "overrides")
+"""The keys a generation record may have (a JSONL line, a CSV header, a mapping)."""
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_RECORDS = 10_000_000
 """the most records one job may hold (they are all in memory on every rank); split bigger jobs."""
@@ -219,6 +220,7 @@ def _rows_csv(path: Path) -> Iterator[tuple[str, dict]]:
 
 
 READERS = {".txt": _rows_txt, ".jsonl": _rows_jsonl, ".csv": _rows_csv}
+"""The prompt-file readers, by file suffix."""
 
 
 def read_records(path: Union[str, Path], seeds: Union[int, Sequence[int]] = 1) -> list[Record]:

@@ -67,10 +67,12 @@ __all__ = ["GenerationWriter", "GenerationInterrupted", "write_png", "png_ok", "
 
 RUN_FILE, MANIFEST, PREVIEW, CONFIG = "run.json", "manifest.jsonl", "preview.png", "config.yaml"
 SUBDIRS = ("images", "latents", "manifest")
+"""The folders of a run directory."""
 FIX_NEW_DIR = "choose a new or empty --output.dir (nothing there was changed)"
 """what the refusals suggest"""
 FIX_OVERWRITE = ("use another --output.dir, or --output.overwrite true to delete that run's files (only the files "
                  "it wrote) and start again")
+"""The fix that an error about an existing, different run directory suggests."""
 PREVIEW_TILE = (64, 256)
 """preview tiles are scaled to this many pixels on their longer side (at least 8x up, any amount down)"""
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..recipes import Recipe
 
 Encode = Callable[[Sequence[Any], Optional[Sequence[Any]]], "tuple[dict, Optional[dict]]"]
+"""A model's conditioning encoder: `(prompts, negatives) -> (cond, uncond)`."""
 
 
 def _identity_decode(x: Tensor) -> Tensor:

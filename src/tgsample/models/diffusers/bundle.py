@@ -34,7 +34,9 @@ from .text import PromptEncoder
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64,
           "fp64": torch.float64, "double": torch.float64}
+"""The dtype names that `dtype=` accepts, and the torch dtypes they mean."""
 TEACHER_PREFIX = "teacher_"
+"""The prefix of a teacher's own conditioning keys when it shares a batch with the student."""
 
 
 def resolve_device(device: Union[None, str, torch.device]) -> torch.device:
@@ -61,15 +63,19 @@ def resolve_dtype(dtype: Union[None, str, torch.dtype], device: torch.device) ->
 class Parts:
     """What a loaded diffusers model is made of (kept for teachers, decoding and benchmarks)."""
 
-    kind: str  # "sd15" or "sdxl"
-    root: Path  # the resolved pipeline directory
+    kind: str
+    '''"sd15" or "sdxl"'''
+    root: Path
+    """the resolved pipeline directory"""
     unet: Any
     net: UNetNet
     encoder: PromptEncoder
     device: torch.device
     dtype: torch.dtype
-    lora: Optional[str] = None  # adapter name when a LoRA was added
-    base_in_root: bool = False  # the pipeline's own UNet is the base model (UNet replaced or LoRA added)
+    lora: Optional[str] = None
+    """adapter name when a LoRA was added"""
+    base_in_root: bool = False
+    """the pipeline's own UNet is the base model (UNet replaced or LoRA added)"""
     vae: Any = None
     vae_options: dict = field(default_factory=dict)
 
@@ -260,7 +266,8 @@ def _vae(parts: Parts) -> Any:
     return parts.vae
 
 
-LATENT_SPACE = ("latent_channels", "scaling_factor", "shift_factor")  # VAE config keys that fix the latent space
+LATENT_SPACE = ("latent_channels", "scaling_factor", "shift_factor")
+"""VAE config keys that fix the latent space"""
 
 
 def vae_latent_space(config: dict) -> dict:

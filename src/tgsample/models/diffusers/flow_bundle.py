@@ -58,7 +58,9 @@ ENCODERS = {
 """the text encoders of each family, in `FlowPromptEncoder` order: (folder, tokenizer folder, model class)"""
 FLOW_PATTERNS = ("model_index.json", "transformer/*", "vae/*", "scheduler/*", "text_encoder/*", "text_encoder_2/*",
                  "text_encoder_3/*", "tokenizer/*", "tokenizer_2/*", "tokenizer_3/*")
+"""The files of a flow pipeline's hub repository that loading needs."""
 WEIGHTS = ("fp8",)
+"""The alternative weight formats of a flow transformer (`weights=`)."""
 
 
 def family(root: Path, expected: Optional[str], who: str) -> str:

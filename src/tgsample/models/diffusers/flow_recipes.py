@@ -36,10 +36,12 @@ FLUX_SCHNELL = published(schedule="flow", steps=4, solver="euler", teacher="flux
                          note="FLUX.1-schnell: 4 Euler steps, no guidance (model card)",
                          source=f"teacher FLUX.1-dev with its embedded guidance 3.5 (its model card), no true CFG; "
                                 f"{_NO_REFERENCE}")
+"""`flux-schnell`'s recipes: 4 Euler steps, and teacher guidance by FLUX.1-dev."""
 SD35_LARGE_TURBO = published(schedule="flow", steps=4, solver="euler", teacher="sd35-large", lam=0.05,
                              teacher_cfg=3.5, space="x0",
                              note="SD3.5 Large Turbo: 4 Euler steps, shift 3, no CFG (model card)",
                              source=f"teacher SD3.5 Large at its model card's CFG 3.5; {_NO_REFERENCE}")
+"""`sd35-large-turbo`'s recipes: 4 Euler steps, and teacher guidance by SD3.5 Large."""
 
 TEACHERS: dict[str, Recipe] = {
     "flux-dev": Recipe(schedule="flow", steps=50, solver="euler",

@@ -31,6 +31,7 @@ from ...errors import ConfigError
 from .text import Cond, PromptEncoder
 
 FLOW_KINDS = ("sd3", "flux")
+"""The flow prompt encoders: SD3's (two CLIPs and T5) and FLUX's (CLIP-L and T5)."""
 
 
 class _TransformerConfig:

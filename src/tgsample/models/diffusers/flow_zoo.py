@@ -25,10 +25,15 @@ from .flow_bundle import FlowModel, load_flow_model, make_flow_teacher
 from .flow_recipes import TEACHERS as BASELINES
 
 FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+"""The hub id of FLUX.1-schnell."""
 FLUX_DEV = "black-forest-labs/FLUX.1-dev"
+"""The hub id of FLUX.1-dev."""
 SD35_LARGE_TURBO = "stabilityai/stable-diffusion-3.5-large-turbo"
+"""The hub id of SD3.5 Large Turbo."""
 SD35_LARGE = "stabilityai/stable-diffusion-3.5-large"
+"""The hub id of SD3.5 Large."""
 SD35_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
+"""The hub id of SD3.5 Medium."""
 
 
 def _student(name: str, kind: str, path: str, **fixed: Any) -> Any:
@@ -45,7 +50,9 @@ def _student(name: str, kind: str, path: str, **fixed: Any) -> Any:
 
 
 flux_schnell = _student("flux-schnell", "flux", FLUX_SCHNELL, max_sequence_length=256)
+"""The `flux-schnell` student (entry point `tgsample.students`)."""
 sd35_large_turbo = _student("sd35-large-turbo", "sd3", SD35_LARGE_TURBO, max_sequence_length=256)
+"""The `sd35-large-turbo` student (entry point `tgsample.students`)."""
 
 
 def flux_dev(*, path: Optional[str] = None, student: Any = None, guidance_scale: float = 3.5,
@@ -80,4 +87,6 @@ def sd35_medium(*, path: Optional[str] = None, student: Any = None, share_text_e
 
 
 STUDENTS = {"flux-schnell": flux_schnell, "sd35-large-turbo": sd35_large_turbo}
+"""The flow students by registry name."""
 TEACHERS = {"flux-dev": flux_dev, "sd35-large": sd35_large, "sd35-medium": sd35_medium}
+"""The flow teachers by registry name."""

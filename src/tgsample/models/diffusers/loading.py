@@ -28,18 +28,26 @@ from .errors import (AmbiguousWeightsError, CorruptWeightsError, FamilyMismatchE
                      ModelNotFoundError, OfflineModelError)
 
 PathLike = Union[str, Path]
+"""A path given as a string or a `Path`."""
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 PIPELINE_PATTERNS = ("model_index.json", "unet/*", "text_encoder/*", "text_encoder_2/*", "tokenizer/*",
                      "tokenizer_2/*", "vae/*", "scheduler/*")
-WEIGHT_SUFFIXES = (".safetensors", ".bin")  # in order of preference
+"""The files of an SD / SDXL pipeline's hub repository that loading needs."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+"""in order of preference"""
 WEIGHT_PATTERNS = tuple(f"*{s}" for s in WEIGHT_SUFFIXES)
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # the file diffusers' save_lora_weights writes
+"""File patterns of the weight files, in order of preference."""
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+"""the file diffusers' save_lora_weights writes"""
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+"""The suffixes of a single-file checkpoint (`from_single_file`)."""
 FAMILY_NAMES = {"sd15": "SD 1.x / 2.x family (one text encoder)", "sdxl": "SDXL family (two text encoders)",
                 "flux": "FLUX family (FluxTransformer2DModel)", "sd3": "SD3 family (SD3Transformer2DModel)"}
+"""The model families, as error messages name them."""
 TRANSFORMERS = {"flux": "FluxTransformer2DModel", "sd3": "SD3Transformer2DModel"}
 """flow-matching families -> the transformer class in `transformer/config.json` that marks them"""
-FAMILY_TEACHERS = {"sd15": "sd15", "sdxl": "sdxl", "flux": "flux-dev", "sd3": "sd35-large"}  # a registered teacher each
+FAMILY_TEACHERS = {"sd15": "sd15", "sdxl": "sdxl", "flux": "flux-dev", "sd3": "sd35-large"}
+"""a registered teacher each"""
 
 
 def is_hub_id(source: PathLike) -> bool:

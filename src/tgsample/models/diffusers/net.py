@@ -30,6 +30,7 @@ from ...denoisers import DiscreteVPDenoiser
 from ...errors import ConfigError
 
 CLIP_MODES = ("clamp", "dynamic")
+"""How an x0 estimate is clipped: a fixed range, or dynamic thresholding."""
 
 
 def guidance_embedding(w: Tensor, dim: int) -> Tensor:

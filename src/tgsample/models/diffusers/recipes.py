@@ -51,36 +51,48 @@ _NO_REFERENCE = ("not in the reference code: LCM-LoRA's noise-space form as the 
 LCM_SD15 = published(schedule="lcm", steps=8, solver="lcm", teacher="sd15", lam=0.01, teacher_cfg=8.0, space="eps",
                      guidance=_LCM_CFG, note="LCM (guided distillation, w embedded), 8 steps as in the reference code",
                      source=f"{_RANDOMPP} for LCM-SDXL (random++_lcm, 8 steps, 1 guided step)")
+"""`lcm-sd15`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 LCM_SDXL = published(schedule="lcm", steps=4, solver="lcm", teacher="sdxl", lam=0.01, teacher_cfg=8.0, space="eps",
                      guidance=_LCM_CFG, note="LCM-SDXL (w reaches the UNet only if it has a time_cond_proj_dim)",
                      source=f"{_RANDOMPP} (random++_lcm; it ran 8 steps)")
+"""`lcm-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 LCM_LORA_SD15 = published(schedule="lcm", steps=4, solver="lcm", teacher="sd15", lam=0.02, teacher_cfg=6.0,
                           space="eps", note="LCM-LoRA",
                           source=f"{_RANDOMPP} for LCM-LoRA SDXL (its MS-COCO runs: 3-8 steps, 1 guided step)")
+"""`lcm-lora-sd15`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 LCM_LORA_SDXL = published(schedule="lcm", steps=4, solver="lcm", teacher="sdxl", lam=0.02, teacher_cfg=6.0,
                           space="eps", note="LCM-LoRA SDXL",
                           source=f"{_RANDOMPP} (its MS-COCO runs: 3-8 steps, 1 guided step)")
+"""`lcm-lora-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 DMD2_SDXL = published(schedule="trailing", steps=4, solver="lcm", teacher="sdxl", lam=0.01, guided_steps=2,
                       space="eps", note="DMD2 4-step ([999, 749, 499, 249], fresh noise each step)",
                       source=f"{_RANDOMPP} (the same 4 steps)")
+"""`dmd2-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 LIGHTNING_SDXL = published(schedule="trailing", steps=4, solver="euler", teacher="sdxl", lam=0.05, space="x0",
                            note="SDXL-Lightning 4-step (Euler, trailing)", source=_LIGHTNING)
+"""`lightning-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 LIGHTNING_LORA_SDXL = published(schedule="trailing", steps=4, solver="euler", teacher="sdxl", lam=0.05, space="x0",
                                 note="SDXL-Lightning LoRA 4-step (Euler, trailing)", source=_LIGHTNING)
+"""`lightning-lora-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 TURBO_SDXL = published(schedule="trailing", steps=4, solver="euler_ancestral", teacher="sdxl", lam=0.05, space="x0",
                        teacher_options={"height": 512, "width": 512},
                        note="SDXL-Turbo 512px (Euler ancestral, trailing); the SDXL teacher at Turbo's 512 px",
                        source="the reference code's euler_a++ form (x0 estimates) at a lam of its range 0.02-0.1, "
                               "teacher CFG 7.5; it also stepped along the unconditional direction")
+"""`turbo-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 TCD_SD15 = published(schedule="lcm", steps=4, solver="tcd", solver_options={"gamma": 0.3}, teacher="sd15", lam=0.01,
                      space="eps", note="TCD gamma-sampling", source=_NO_REFERENCE)
+"""`tcd-sd15`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 TCD_SDXL = published(schedule="lcm", steps=4, solver="tcd", solver_options={"gamma": 0.3}, teacher="sdxl", lam=0.01,
                      space="eps", note="TCD-SDXL gamma-sampling", source=_NO_REFERENCE)
+"""`tcd-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 TDD_SDXL = published(schedule="tdd", steps=None, solver="tcd", solver_options={"gamma": 0.2}, teacher="sdxl",
                      lam=0.01, space="eps", guidance={"name": "cfg", "scale": 1.7}, note=_TDD_NOTE, source=_NO_REFERENCE)
+"""`tdd-sdxl`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 TDD_SD15 = published(schedule="tdd", steps=None, solver="tcd", solver_options={"gamma": 0.2}, teacher="sd15",
                      lam=0.01, space="eps", guidance={"name": "cfg", "scale": 1.7},
                      note=_TDD_NOTE.replace("TDD:", "TDD (SD 1.5):"), source=_NO_REFERENCE)
+"""`tdd-sd15`'s recipes: `""` its published sampling, `"++"` teacher-guided."""
 
 TEACHER = Recipe(schedule="karras", steps=25, solver="dpmpp_2m", guidance={"name": "cfg", "scale": 7.5},
                  note="standalone teacher sampling (a baseline)")

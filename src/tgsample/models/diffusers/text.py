@@ -28,6 +28,7 @@ from torch import nn
 from ...errors import ConfigError
 
 Cond = dict
+"""A conditioning dict of the UNet's keyword inputs."""
 
 
 def _as_list(prompts: Any, what: str) -> list[str]:

@@ -32,6 +32,7 @@ from ...denoisers import FlowDenoiser
 from ...errors import ConfigError
 
 OFFLOAD_MODES = ("model", "sequential")
+"""How a flow transformer may be offloaded to the CPU: whole model, or layer by layer."""
 
 
 class Placement:

@@ -13,8 +13,10 @@ import torch
 from torch import Tensor
 
 SHAPE = (1, 8, 8)
+"""The shape of one digit image, `(C, H, W)`."""
 NUM_CLASSES = 10
-NULL_CLASS = 10  # the label of "no class" (label dropout, CFG's unconditional input)
+NULL_CLASS = 10
+"""the label of "no class" (label dropout, CFG's unconditional input)"""
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 

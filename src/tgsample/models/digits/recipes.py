@@ -18,6 +18,7 @@ __all__ = ["SIGMAS", "TEACHER", "DIGITS", "DIGITS_COMPACT", "student_recipes"]
 SIGMAS = (80.0, 1.0, 0.5, 0.2, 0.0)
 """the students' own few-step schedule (the step after the guided first step stays at a small sigma)."""
 TEACHER_NAME = "digits"
+"""The registry name of the digit students' teacher."""
 
 TEACHER = Recipe(schedule="karras", steps=32, solver="euler", guidance={"name": "cfg", "scale": 1.0},
                  note="the digit teacher alone: 32 Karras steps, Euler, CFG 1 (conditional)")

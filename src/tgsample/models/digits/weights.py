@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+"""The folder of the shipped digit weights (package data)."""
 
 
 def weights_path(name: str) -> Path:

@@ -31,9 +31,12 @@ from .unet import UNet, UNetConfig
 from .weights import read, weights_path
 
 SIGMA_DATA = 0.5
+"""The data's standard deviation in EDM's preconditioning of the digit models."""
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 TEACHER_CONFIG = UNetConfig(channels=32, mult=(1, 2, 2), blocks=1, emb=64)
+"""The digit teacher's UNet."""
 COMPACT_CONFIG = UNetConfig(channels=16, mult=(1, 2), blocks=1, emb=32, guidance_embedding=True)
+"""The compact student's UNet (with a guidance-scale embedding)."""
 
 __all__ = ["teacher", "student", "compact_student", "build_denoiser", "load_denoiser", "encode_labels", "NULL_CLASS",
            "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule"]
