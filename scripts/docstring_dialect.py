@@ -70,8 +70,9 @@ def literal_markup(text: str) -> list[str]:
             found.append(text[text.rfind(":", 0, start - 1):end])
         elif n == 2 and "`" not in body:
             found.append(text[start:end])
-    outside = _blank_spans(text)
-    found += [line.strip() for line in outside.splitlines() if LITERAL_BLOCK.search(line)]
+    lines = text.splitlines()
+    found += [lines[i].strip()[-40:] for i, line in enumerate(_blank_spans(text).splitlines())
+              if LITERAL_BLOCK.search(line)]
     return found
 
 
