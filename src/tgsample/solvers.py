@@ -151,7 +151,7 @@ def check_solver(solver: Callable, guidance: Any, name: Optional[str] = None) ->
 @torch.no_grad()
 def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                  disable: Optional[bool] = None) -> Tensor:
-    """Euler (DDIM): `x_{i+1} = denoised + sigma_{i+1} (x_i - direction) / sigma_i`."""
+    r"""Euler (DDIM): $x_{i+1} = \text{denoised} + \sigma_{i+1} (x_i - \text{direction}) / \sigma_i$."""
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
@@ -163,7 +163,7 @@ def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Cal
 @torch.no_grad()
 def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
                            s_noise: float = 1.0, callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
-    """Euler ancestral: `x_{i+1} = denoised + sigma_down d + sigma_up z`
+    r"""Euler ancestral: $x_{i+1} = \text{denoised} + \sigma_{\text{down}} d + \sigma_{\text{up}} z$
     ([`tgsample.math.ancestral_split`][tgsample.math.ancestral_split])."""
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
@@ -187,10 +187,11 @@ def _exp_step(x: Tensor, sigma: Tensor, sigma_next: Tensor, est: Estimate, direc
 @torch.no_grad()
 def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                     disable: Optional[bool] = None) -> Tensor:
-    """DPM-Solver++(2M) with a split direction (docs: Solvers and schedules).
+    r"""DPM-Solver++(2M) with a split direction (docs: Solvers and schedules).
 
-    `dir_d = (1 + 1/(2r)) direction - 1/(2r) old_direction`,
-    `x_{i+1} = s x + (1 - s) dir_d + (denoised - direction)`, `s = sigma_{i+1} / sigma_i`.
+    $$\text{dir}_d = \Big(1 + \frac{1}{2r}\Big)\, \text{direction} - \frac{1}{2r}\, \text{old\_direction}, \qquad
+    x_{i+1} = s x + (1 - s)\, \text{dir}_d + (\text{denoised} - \text{direction}), \quad s = \sigma_{i+1} / \sigma_i.$$
+
     The correction term uses `denoised - direction` of the current step only (not ComfyUI's
     `denoised - old_uncond`), so CFG++ at `lam = 0` is exactly the unconditional trajectory.
     """
@@ -239,7 +240,7 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
 @torch.no_grad()
 def sample_lcm(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                disable: Optional[bool] = None) -> Tensor:
-    """Consistency / LCM multistep sampling: `x_{i+1} = denoised + sigma_{i+1} z` (fresh noise)."""
+    r"""Consistency / LCM multistep sampling: $x_{i+1} = \text{denoised} + \sigma_{i+1} z$ (fresh noise)."""
     for i in trange(len(sigmas) - 1, disable=disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
@@ -273,9 +274,9 @@ TCD_FINALS = ("x0", "t0")
 @torch.no_grad()
 def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 0.3, final: str = "x0",
                callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
-    """TCD / TDD gamma-sampling: deterministic to `sigma_s`, then fresh noise to `sigma_{i+1}`.
+    r"""TCD / TDD gamma-sampling: deterministic to `sigma_s`, then fresh noise to `sigma_{i+1}`.
 
-    `x_{i+1} = denoised + sigma_s d + sqrt(sigma_{i+1}^2 - sigma_s^2) z`
+    $x_{i+1} = \text{denoised} + \sigma_s d + \sqrt{\sigma_{i+1}^2 - \sigma_s^2}\, z$
     ([`tcd_sigma_s`][tgsample.solvers.tcd_sigma_s]).
     `gamma = 0` is Euler on table entries; `gamma = 1` is LCM where `sigma(t=0) = 0`.
     `final="x0"` ends on the x0 estimate; `final="t0"` ends as diffusers' `TCDScheduler` does, on the

@@ -56,7 +56,7 @@ class NoGuidance(Guidance):
 
 @dataclass(frozen=True)
 class CFG(Guidance):
-    """Classifier-free guidance: `denoised = direction = D_u + w (D_c - D_u)`.
+    r"""Classifier-free guidance: $\text{denoised} = \text{direction} = D_u + w\, (D_c - D_u)$.
 
     Cond and uncond are evaluated in one batched call; `w = 1` makes one conditional call.
     """
@@ -99,9 +99,9 @@ class RescaledCFG(CFG):
 
 @dataclass(frozen=True)
 class CFGPP(Guidance):
-    """CFG++ (Chung et al. 2024): `denoised = D_u + lam (D_c - D_u)`, `direction = D_u`.
+    r"""CFG++ (Chung et al. 2024): $\text{denoised} = D_u + \lambda\, (D_c - D_u)$, $\text{direction} = D_u$.
 
-    With Euler this is CFG with the per-step scale `w_i = lam * sigma_i / (sigma_i - sigma_{i+1})`;
+    With Euler this is CFG with the per-step scale $w_i = \lambda \sigma_i / (\sigma_i - \sigma_{i+1})$;
     `lam = 0` follows the unconditional trajectory and `lam = 1` is *not* the conditional sampler.
     `lam` lies in `[0, CFGPP_MAX_LAM]` = `[0, 1.2]`: the paper's `[0, 1]` and the slight
     extrapolation (`lam > 1`: `denoised` beyond `D_c`) of the official Distillation++ DPM++ 2S-a runs.

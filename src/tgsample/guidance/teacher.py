@@ -55,13 +55,14 @@ class TeacherGuidance(Guidance):
        `random` = uniform in the teacher's **timestep** over the schedule's positive range (the paper's
        random `s`: on its `abar` table, or a flow model's `t = sigma / (1 + sigma)`; uniform in sigma for
        a teacher without a timestep), `random_sigma` = uniform in sigma over that range; both per sample;
-    2. `x_r = D_s + sigma_r * n` with `n` fresh (`random`), the student's implied noise
-       `(x_i - direction) / sigma_i` (`deterministic`), or `c n_det + sqrt(1 - c^2) z` (`hybrid`);
-    3. `D_T = D_teacher(x_r, sigma_r)`, with the teacher's own CFG scale `teacher_cfg`;
-    4. `space="x0"`: `denoised = (1 - lam) D_s + lam D_T`, `direction` stays the student's;
-       `space="eps"`: the noise predictions are interpolated, `eps_new = (1 - lam) eps_s + lam eps_T` with
-       `eps_T = (x_r - D_T) / sigma_r`, and the step is taken with it: `denoised` and `direction` each
-       become `x_i - sigma_i eps_new` of their own `eps_s = (x_i - D_s) / sigma_i`
+    2. $x_r = D_s + \sigma_r n$ with $n$ fresh (`random`), the student's implied noise
+       $(x_i - \text{direction}) / \sigma_i$ (`deterministic`), or $c\, n_{\text{det}} + \sqrt{1 - c^2}\, z$ (`hybrid`);
+    3. $D_T = D_{\text{teacher}}(x_r, \sigma_r)$, with the teacher's own CFG scale `teacher_cfg`;
+    4. `space="x0"`: $\text{denoised} = (1 - \lambda) D_s + \lambda D_T$, `direction` stays the student's;
+       `space="eps"`: the noise predictions are interpolated,
+       $\epsilon_{\text{new}} = (1 - \lambda)\, \epsilon_s + \lambda\, \epsilon_T$ with
+       $\epsilon_T = (x_r - D_T) / \sigma_r$, and the step is taken with it: `denoised` and `direction` each
+       become $x_i - \sigma_i \epsilon_{\text{new}}$ of their own $\epsilon_s = (x_i - D_s) / \sigma_i$
        ([`tgsample.math.interpolate_noise`][tgsample.math.interpolate_noise]).
 
     Args:
