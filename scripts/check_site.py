@@ -1,17 +1,22 @@
-"""Check the built docs site in a real headless browser, and screenshot its home page.
+"""Check the built docs site in a real headless browser, offline.
 
-    .venv/bin/python scripts/check_site.py [--screenshot docs/img/home.png] [--chromium /usr/bin/chromium]
+    .venv/bin/python scripts/check_site.py [--screenshot /tmp/home.png] [--chromium /usr/bin/chromium]
 
-1. builds the site with ``mkdocs build --strict`` into a temporary folder;
-2. serves it on 127.0.0.1 (``http.server``) and opens every page in headless Chromium
-   (Playwright driving the system's Chromium: ``pip install playwright``,
-   ``apt-get install chromium``): each page must load (HTTP 200) without a JavaScript
-   error, show its title and content, and every internal link and image must resolve;
-3. the API reference must render every public name of ``tgsample`` (``tgsample._EXPORTS``,
-   e.g. ``TeacherGuidance``, ``sample``) and every built-in solver function;
-4. search must work: the page ``/?q=teacher`` must list results that include the guidance
-   guide, and ``?q=TeacherGuidance`` the API page that documents it;
-5. saves a full-page screenshot of the home page (1280 px wide).
+1. builds the site with `mkdocs build --strict` into a temporary folder;
+2. serves it on 127.0.0.1 (`http.server`) and opens every page in headless Chromium at 1400 px
+   (Playwright driving the system's Chromium: `pip install playwright`, `apt-get install chromium`),
+   with every request to another host refused: each page must load (HTTP 200) without a JavaScript
+   error, a console error or a request off the site (fonts, scripts), show its title and content,
+   and every internal link and image must resolve;
+3. every formula must be typeset: each `.arithmatex` holds a `<math>` element that the browser
+   lays out as MathML (`display: math`) with a non-empty box, and no `$` or `\(` is left in the text;
+4. no signature scrolls sideways (its code box is as wide as its content) and no page is wider than
+   the window; code blocks that scroll are counted;
+5. the API reference must render every public name of `tgsample` (`tgsample._EXPORTS`,
+   e.g. `TeacherGuidance`, `sample`) and every built-in solver function;
+6. search must work: the page `/?q=teacher` must list results that include the guidance
+   guide, and `?q=TeacherGuidance` the API page that documents it;
+7. with `--screenshot PATH`, saves a full-page screenshot of the home page (not committed).
 
 A script, not a CI test (it needs Chromium). Prints one line per check; exits 1 on a failure.
 """
@@ -87,10 +92,35 @@ class Checker:
             self.failures.append(what)
 
 
+WIDTH = 1400  # the window width the layout checks use
+
+MATH = r"""() => {
+  const marked = [...document.querySelectorAll('article .arithmatex')];
+  const bad = marked.filter(e => { const m = e.querySelector('math'); if (!m) return true;
+    const r = m.getBoundingClientRect(); return !getComputedStyle(m).display.includes('math') || r.width < 1 || r.height < 1; });
+  const prose = document.querySelector('article').cloneNode(true);
+  prose.querySelectorAll('pre, code, math').forEach(e => e.remove());
+  const text = prose.textContent;
+  return {n: marked.length, bad: bad.map(e => e.textContent.slice(0, 60)),
+          raw: (text.match(/\\\(|\\\[|\$[^$\s][^$]*\$/g) || []).slice(0, 3)};
+}"""
+
+OVERFLOW = """() => {
+  const wide = e => e.scrollWidth > e.clientWidth + 1;
+  const sigs = [...document.querySelectorAll('.doc-signature code')];
+  const code = [...document.querySelectorAll('article pre > code')];
+  return {signatures: sigs.length, wide_signatures: sigs.filter(wide).map(e => e.innerText.split('(')[0].trim()),
+          code: code.length, wide_code: code.filter(wide).length,
+          page_wider: document.documentElement.scrollWidth > window.innerWidth};
+}"""
+
+
 def check_pages(page, base: str, urls: list[str], c: Checker) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     links: set[str] = set()
+    formulas = signatures = code = wide_code = 0
     for u in urls:
         errors.clear()
         resp = page.goto(base + u, wait_until="load")
@@ -105,8 +135,20 @@ def check_pages(page, base: str, urls: list[str], c: Checker) -> None:
         for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
             if href.startswith(base):
                 links.add(href.split("#")[0])
+        math = page.evaluate(MATH)
+        formulas += math["n"]
+        if math["bad"] or math["raw"]:
+            c.check(False, f"page /{u}: formulas not typeset {math['bad']}, raw TeX in the text {math['raw']}")
+        over = page.evaluate(OVERFLOW)
+        signatures, code, wide_code = signatures + over["signatures"], code + over["code"], wide_code + over["wide_code"]
+        if over["wide_signatures"] or over["page_wider"]:
+            c.check(False, f"page /{u} at {WIDTH} px: signatures that scroll sideways {over['wide_signatures']}"
+                    + (", the page is wider than the window" if over["page_wider"] else ""))
     broken = sorted(h for h in links if status(h) != 200)
     c.check(not broken, f"{len(links)} internal links resolve" + (f"; broken: {broken}" if broken else ""))
+    c.check(formulas > 0, f"{formulas} formulas typeset as MathML")
+    c.check(signatures > 0, f"{signatures} signatures fit their box at {WIDTH} px; "
+            f"{wide_code} of {code} code blocks scroll sideways")
 
 
 def check_api(page, base: str, urls: list[str], c: Checker) -> None:
@@ -152,7 +194,7 @@ def check_search(page, base: str, c: Checker) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "img" / "home.png")
+    ap.add_argument("--screenshot", type=Path, help="save a full-page screenshot of the home page here")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = ap.parse_args(argv)
     try:
@@ -168,16 +210,32 @@ def main(argv: list[str] | None = None) -> int:
         urls = pages(site)
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                check_pages(page, base, urls, c)
-                check_api(page, base, urls, c)
-                check_search(page, base, c)
-                page.goto(base, wait_until="networkidle")
-                args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(args.screenshot), full_page=True)
-                print(f"ok   screenshot of the home page -> {args.screenshot}")
-                browser.close()
+                with tempfile.TemporaryDirectory() as profile:  # a fresh profile each run
+                    context = p.chromium.launch_persistent_context(
+                        profile, executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True,
+                        viewport={"width": WIDTH, "height": 900})
+                    external: list[str] = []
+
+                    def offline(route) -> None:  # the site must not need anything from another host
+                        if route.request.url.startswith(base):
+                            route.continue_()
+                        else:
+                            external.append(route.request.url)
+                            route.abort()
+
+                    context.route("**/*", offline)
+                    page = context.new_page()
+                    check_pages(page, base, urls, c)
+                    check_api(page, base, urls, c)
+                    check_search(page, base, c)
+                    c.check(not external, f"no request leaves the site ({len(set(external))} did"
+                            + (f": {sorted(set(external))[:5]}" if external else "") + ")")
+                    if args.screenshot:
+                        page.goto(base, wait_until="networkidle")
+                        args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+                        page.screenshot(path=str(args.screenshot), full_page=True)
+                        print(f"ok   screenshot of the home page -> {args.screenshot}")
+                    context.close()
         finally:
             server.shutdown()
     print(f"{len(c.failures)} failure(s)" if c.failures else "all checks passed")

@@ -3,8 +3,13 @@
 * Every ```python block of every page under docs/ is executed, page by page, in one namespace
   per page (so a page reads as one session). A block preceded by ``<!-- skip: reason -->`` is
   not run (only for examples that need a GPU or a real hub model); the reason is required.
-* Every public module and every public name of ``tgsample`` has an API reference entry.
+* Every public module and every public name of ``tgsample`` has an API reference entry, and every
+  public name of the API pages' modules (``__all__`` where a module has one) has a docstring, so
+  that mkdocstrings shows it.
 * Every built-in solver, schedule and guidance name is mentioned in the guides.
+* Docstrings and pages are in the docs' dialect (Markdown for mkdocstrings): no Sphinx role, RST
+  double backtick or ``::`` literal block (``scripts/docstring_dialect.py`` rewrites them).
+* The built site typesets every formula (MathML at build time) and loads nothing from another host.
 """
 
 from __future__ import annotations
@@ -160,3 +165,130 @@ def test_nav_lists_each_page_once():
     assert not dupes, f"mkdocs.yml nav lists these pages more than once: {dupes}"
     missing = [t for t in nav if not (DOCS / t).exists()]
     assert not missing, f"mkdocs.yml nav names pages that do not exist: {missing}"
+
+
+# --- the docs' dialect, documented exports, the built site ------------------------------------
+
+
+def _dialect():
+    """``scripts/docstring_dialect.py``: one definition of what counts as RST markup."""
+    import importlib.util
+
+    if "docstring_dialect" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("docstring_dialect", ROOT / "scripts" / "docstring_dialect.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclass needs its module registered
+        spec.loader.exec_module(module)
+    return sys.modules["docstring_dialect"]
+
+
+def _sources() -> list[Path]:
+    return sorted([*(ROOT / "src").rglob("*.py"), *(ROOT / "plugins").glob("*/src/**/*.py")])
+
+
+def test_docstrings_and_pages_have_no_rst_markup():
+    import ast
+
+    dialect = _dialect()
+    found = []
+    for f in _sources():
+        for node, _ in dialect.docstring_nodes(ast.parse(f.read_text())):
+            found += [f"{f.relative_to(ROOT)}:{node.lineno}: {m}" for m in dialect.literal_markup(node.value)]
+    for page in [*DOCS.rglob("*.md"), ROOT / "README.md"]:
+        found += [f"{page.relative_to(ROOT)}: {m}" for m in dialect.literal_markup(page.read_text())]
+    assert not found, (f"{len(found)} pieces of reStructuredText markup (run scripts/docstring_dialect.py, "
+                       f"then fix by hand what remains): {found[:20]}")
+
+
+def test_literal_markup_is_found():
+    dialect = _dialect()
+    text = "A :class:`Estimate`, ``x``, [`ok`][a.b], `` a`b ``, `:not a role`, ```\n::\n```\nAn example::\n\n    x = 1\n"
+    assert dialect.literal_markup(text) == [":class:`Estimate`", "``x``", "An example::"]
+
+
+def _api_modules():
+    import griffe
+
+    package = griffe.load("tgsample", search_paths=[str(ROOT / "src")], resolve_aliases=True,
+                          resolve_external=False)
+    for path in sorted(documented()):
+        yield path, (package if path == "tgsample" else package[path.removeprefix("tgsample.")])
+
+
+def test_every_public_name_of_the_api_pages_has_a_docstring():
+    missing = []
+    for path, module in _api_modules():
+        if not module.is_module:
+            continue
+        for name, member in module.members.items():
+            if name.startswith("_") or (module.exports is not None and name not in module.exports):
+                continue
+            if member.is_alias:
+                if module.exports is None:  # an import, documented where it is defined
+                    continue
+                try:
+                    member = member.final_target
+                except Exception:  # an alias to another package
+                    continue
+            if not member.is_module and not member.docstring:
+                missing.append(f"{path}.{name}")
+    assert not missing, (f"{len(missing)} public names that the API reference cannot show (no docstring; for a "
+                         f"constant, a string right after the assignment): {missing}")
+
+
+def test_top_level_exports_have_docstrings():
+    import importlib
+
+    import tgsample
+
+    bare = [n for n, m in tgsample._EXPORTS.items() if not (getattr(importlib.import_module(m), n).__doc__ or "").strip()]
+    assert not bare, f"names exported from tgsample without a docstring: {bare}"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    import subprocess
+
+    out = tmp_path_factory.mktemp("site")
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    done = subprocess.run([str(mkdocs), "build", "--strict", "--quiet", "--site-dir", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    return out
+
+
+RAW_TEX = re.compile(r"\\[(\[]|(?<![\w$])\$[^\s$][^$<>]*?\$(?![\w$])")
+
+
+def _prose(page_html: str) -> str:
+    """A page's text outside code, scripts and formulas."""
+    for tag in ("script", "style", "pre", "code", "math"):
+        page_html = re.sub(rf"<{tag}\b.*?</{tag}>", " ", page_html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", page_html)
+
+
+def test_built_site_typesets_every_formula(site):
+    import html
+
+    pages = sorted(site.rglob("*.html"))
+    formulas, raw, untypeset = 0, [], []
+    for p in pages:
+        text = p.read_text()
+        marked = re.findall(r'<(span|div) class="arithmatex">(.*?)</\1>', text, re.S)
+        formulas += len(marked)
+        untypeset += [f"{p.relative_to(site)}: {m[1][:60]}" for m in marked if not m[1].lstrip().startswith("<math")]
+        raw += [f"{p.relative_to(site)}: {m.group()[:60]}" for m in RAW_TEX.finditer(html.unescape(_prose(text)))]
+    assert not raw, f"TeX left as text in the built site (math markup that no extension took): {raw[:10]}"
+    assert not untypeset, f"formulas left for JavaScript to typeset: {untypeset[:10]}"
+    assert formulas >= 20, f"only {formulas} formulas in the built site: is pymdownx.arithmatex on?"
+
+
+def test_built_site_loads_nothing_from_another_host(site):
+    remote = re.compile(r"""<(?:script|link|img|iframe|source)\b[^>]*?\b(?:src|href)=["'](?:https?:)?//""", re.I)
+    hits = []
+    for p in site.rglob("*"):
+        if p.suffix in (".html", ".css", ".js") and p.is_file():
+            text = p.read_text(errors="replace")
+            hits += [f"{p.relative_to(site)}: {m.group()[:80]}" for m in remote.finditer(text)]
+            hits += [f"{p.relative_to(site)}: fonts.googleapis" for _ in re.finditer(r"fonts\.(googleapis|gstatic)", text)]
+    assert not hits, f"the site would fetch from the network at view time: {hits[:10]}"

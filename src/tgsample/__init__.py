@@ -3,7 +3,7 @@
 Teacher guidance (Distillation++), CFG and CFG++ for few-step students, on
 guidance-aware solvers and k-diffusion's stock samplers, in sigma space.
 
-``import tgsample`` is cheap: the public names below are loaded on first use.
+`import tgsample` is cheap: the public names below are loaded on first use.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from typing import Any, Callable, Mapping
 
 
 def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for ``package``: ``exports`` maps a name to the submodule that defines it
-    (relative to ``package``, e.g. ``"zoo"``)."""
+    """`(__getattr__, __dir__)` for `package`: `exports` maps a name to the submodule that defines it
+    (relative to `package`, e.g. `"zoo"`)."""
 
     def getattr_(name: str) -> Any:
         if name in exports:

@@ -1,9 +1,9 @@
-"""``tgsample <command> ...``: a lazy dispatcher (each command's module is imported only when run,
-so ``tgsample --help`` answers at once).
+"""`tgsample <command> ...`: a lazy dispatcher (each command's module is imported only when run,
+so `tgsample --help` answers at once).
 
-Every command runs through :func:`guarded`: a user error (a ``TgsampleError``, an ``OSError`` from the
+Every command runs through [`guarded`][tgsample.cli.guarded]: a user error (a `TgsampleError`, an `OSError` from the
 disk) is one line on stderr and exit status 2, never a traceback; output cut short by a closed pipe
-(``tgsample list --json | head -1``) ends quietly.
+(`tgsample list --json | head -1`) ends quietly.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import sys
 from typing import Callable, Optional
 
-#: command -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tgsample.demo:main", "sample the shipped digits student with and without teacher guidance; write a grid"),
     "generate": ("tgsample.lightning.cli:main", "batch generation with Lightning Trainer.predict (multi-GPU, resumable)"),
@@ -23,15 +22,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("tgsample.eval.cli:main", "FID / KID / CLIP score / preference scores of runs, paired comparisons with intervals"),
     "export": ("tgsample.eval.cli:export_main", "write a run in an evaluator's layout (GenEval, T2I-CompBench, HPSv2, ...)"),
 }
+"""command -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code."""
 
 BENCHES: dict[str, str] = {"quality": "tgsample.bench.quality:main"}
+"""The `tgsample bench` benchmarks: name -> `"module:function"` (imported only when it runs)."""
 
-#: exit status after a closed pipe (128 + SIGPIPE, what a shell reports for ``yes | head -1``)
 EXIT_PIPE = 141
+"""exit status after a closed pipe (128 + SIGPIPE, what a shell reports for `yes | head -1`)"""
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with usage errors in one line: ``prog: error: <what> (see prog --help)``, exit status 2."""
+    """argparse with usage errors in one line: `prog: error: <what> (see prog --help)`, exit status 2."""
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -45,7 +46,7 @@ def _usage() -> str:
 
 
 def os_error_text(exc: OSError) -> str:
-    """An ``OSError`` as one line naming the file, with what to do about a full disk."""
+    """An `OSError` as one line naming the file, with what to do about a full disk."""
     what = exc.strerror or str(exc) or type(exc).__name__
     where = f": {exc.filename!r}" if exc.filename else ""
     hint = ""
@@ -55,8 +56,8 @@ def os_error_text(exc: OSError) -> str:
 
 
 def guarded(prog: str, fn: Callable[[list[str]], Optional[int]], argv: list[str]) -> int:
-    """``fn(argv)``'s exit status; a user error becomes one line on stderr and status 2 (or the error's own
-    ``exit_code``, e.g. 143 for a run stopped by SIGTERM)."""
+    """`fn(argv)`'s exit status; a user error becomes one line on stderr and status 2 (or the error's own
+    `exit_code`, e.g. 143 for a run stopped by SIGTERM)."""
     from .errors import TgsampleError
 
     try:
@@ -81,7 +82,7 @@ def _run(prog: str, target: str, argv: list[str]) -> int:
 
 
 def bench(argv: list[str]) -> int:
-    """``tgsample bench NAME ...``."""
+    """`tgsample bench NAME ...`."""
     if not argv or argv[0] not in BENCHES:
         print(f"usage: tgsample bench {{{','.join(BENCHES)}}} [options]", file=sys.stderr if argv else sys.stdout)
         return 2 if argv and argv[0] not in ("-h", "--help") else 0
@@ -89,6 +90,7 @@ def bench(argv: list[str]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """The `tgsample` command: dispatch `argv` to a subcommand; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

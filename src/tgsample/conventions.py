@@ -1,38 +1,39 @@
 """Sampling conventions: tgsample's own, and diffusers' where a user wants its output exactly.
 
 tgsample's default is one consistent convention for every model and solver: the start is drawn
-from the exact noisy marginal of unit-variance data, ``x = init_noise_scale(sigma_max) z``
-(``sqrt(1 + sigma_max^2) z`` for VP models), every solver ends on the x0 estimate at sigma 0, and
-the network sees ``t(sigma)`` (rounded only for models trained on integer timesteps, ``quantize``).
+from the exact noisy marginal of unit-variance data, `x = init_noise_scale(sigma_max) z`
+(`sqrt(1 + sigma_max^2) z` for VP models), every solver ends on the x0 estimate at sigma 0, and
+the network sees `t(sigma)` (rounded only for models trained on integer timesteps, `quantize`).
 
-Diffusers' schedulers each pick their own. A model loaded with ``diffusers_parity=True`` makes
-:func:`tgsample.sample` follow the diffusers scheduler that corresponds to the solver (:data:`DIFFUSERS`):
+Diffusers' schedulers each pick their own. A model loaded with `diffusers_parity=True` makes
+[`tgsample.sample`][tgsample.sampling.sample] follow the diffusers scheduler that corresponds to the solver
+(`DIFFUSERS`):
 
 ============================  =================================  =============================================
 solver                        diffusers scheduler                where it differs from tgsample's default
 ============================  =================================  =============================================
-``euler``                     ``EulerDiscreteScheduler``         start ``sigma_max z`` with "trailing" or
+`euler`                     `EulerDiscreteScheduler`         start `sigma_max z` with "trailing" or
                                                                  "linspace" timestep spacing
-``euler_ancestral``           ``EulerAncestralDiscreteScheduler``  the same
-``dpmpp_2m``                  ``DPMSolverMultistepScheduler``    the UNet gets ``round(t(sigma))``
-``lcm``                       ``LCMScheduler``                   none
-``tcd``                       ``TCDScheduler``                   the last step returns the VP latent at the
-                                                                 table's ``t = 0``: ``sqrt(abar_0) x0 +
-                                                                 sqrt(1 - abar_0) eps`` (``final="t0"``)
+`euler_ancestral`           `EulerAncestralDiscreteScheduler`  the same
+`dpmpp_2m`                  `DPMSolverMultistepScheduler`    the UNet gets `round(t(sigma))`
+`lcm`                       `LCMScheduler`                   none
+`tcd`                       `TCDScheduler`                   the last step returns the VP latent at the
+                                                                 table's `t = 0`: `sqrt(abar_0) x0 +
+                                                                 sqrt(1 - abar_0) eps` (`final="t0"`)
 ============================  =================================  =============================================
 
-The spacing is the schedule's (``trailing``), else the model's scheduler config
-``timestep_spacing`` (Euler's own default, ``linspace``, where the config has none, as SD 1.5's).
+The spacing is the schedule's (`trailing`), else the model's scheduler config
+`timestep_spacing` (Euler's own default, `linspace`, where the config has none, as SD 1.5's).
 Other solvers run tgsample's convention.
 
-Flow-matching pipelines (FLUX, SD3) have their own scheduler, ``FlowMatchEulerDiscreteScheduler``
-(:data:`FLOW_DIFFUSERS`), and it already *is* tgsample's convention for a
-:class:`~tgsample.denoisers.FlowDenoiser`: the pipeline's latents are ``x_t = z`` whatever the first
-``t`` (``x = (1 + sigma_0) z``, the flow denoiser's ``init_noise_scale``), its Euler step is the
-sigma-space Euler step, and it ends on the x0 estimate at ``t = 0``. The switch is accepted there and
-changes nothing; in particular Euler's ``sigma_max z`` start above does not apply to flow models.
+Flow-matching pipelines (FLUX, SD3) have their own scheduler, `FlowMatchEulerDiscreteScheduler`
+([`FLOW_DIFFUSERS`][tgsample.conventions.FLOW_DIFFUSERS]), and it already *is* tgsample's convention for a
+[`FlowDenoiser`][tgsample.denoisers.FlowDenoiser]: the pipeline's latents are `x_t = z` whatever the first
+`t` (`x = (1 + sigma_0) z`, the flow denoiser's `init_noise_scale`), its Euler step is the
+sigma-space Euler step, and it ends on the x0 estimate at `t = 0`. The switch is accepted there and
+changes nothing; in particular Euler's `sigma_max z` start above does not apply to flow models.
 
-Pair with ``sample(..., generator=...)`` (diffusers' seeding) or ``latents=`` to reproduce a diffusers
+Pair with `sample(..., generator=...)` (diffusers' seeding) or `latents=` to reproduce a diffusers
 baseline image for image.
 """
 
@@ -43,9 +44,12 @@ from typing import Any, Callable, Mapping, Union
 
 from torch import Tensor
 
-SIGMA_MAX_START = ("linspace", "trailing")  # Euler's init_noise_sigma is sigma_max with these spacings
-SCHEDULE_SPACING = {"trailing": "trailing"}  # tgsample schedules that fix diffusers' timestep spacing
-DEFAULT_SPACING = "linspace"  # EulerDiscreteScheduler's default timestep_spacing
+SIGMA_MAX_START = ("linspace", "trailing")
+"""Euler's init_noise_sigma is sigma_max with these spacings"""
+SCHEDULE_SPACING = {"trailing": "trailing"}
+"""tgsample schedules that fix diffusers' timestep spacing"""
+DEFAULT_SPACING = "linspace"
+"""EulerDiscreteScheduler's default timestep_spacing"""
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,9 @@ class SchedulerConvention:
 
     Attributes:
         scheduler: the diffusers scheduler class a solver corresponds to.
-        sigma_max_start: timestep spacings with which the start is ``sigma_max z`` (else the VP start).
-        round_timesteps: the network is called at ``round(t(sigma))``.
-        solver_options: options the solver needs to follow the scheduler (``{"final": "t0"}`` for TCD).
+        sigma_max_start: timestep spacings with which the start is `sigma_max z` (else the VP start).
+        round_timesteps: the network is called at `round(t(sigma))`.
+        solver_options: options the solver needs to follow the scheduler (`{"final": "t0"}` for TCD).
     """
 
     scheduler: str
@@ -72,17 +76,19 @@ DIFFUSERS: dict[str, SchedulerConvention] = {
     "lcm": SchedulerConvention("LCMScheduler"),
     "tcd": SchedulerConvention("TCDScheduler", solver_options={"final": "t0"}),
 }
+"""diffusers' scheduler convention for each tgsample solver, by solver name (`diffusers_parity=True`)."""
 
 
-#: the diffusers schedulers of flow-matching pipelines: no departure from tgsample's convention
 FLOW_DIFFUSERS: dict[str, SchedulerConvention] = {
     "euler": SchedulerConvention("FlowMatchEulerDiscreteScheduler"),
 }
+"""the diffusers schedulers of flow-matching pipelines: no departure from tgsample's convention"""
 
 
 def schedulers(denoiser: Any) -> Mapping[str, SchedulerConvention]:
-    """The diffusers schedulers that ``denoiser``'s pipelines use, by solver: :data:`FLOW_DIFFUSERS` for a
-    :class:`~tgsample.denoisers.FlowDenoiser`, else :data:`DIFFUSERS`."""
+    """The diffusers schedulers that `denoiser`'s pipelines use, by solver:
+    [`FLOW_DIFFUSERS`][tgsample.conventions.FLOW_DIFFUSERS] for a
+    [`FlowDenoiser`][tgsample.denoisers.FlowDenoiser], else `DIFFUSERS`."""
     from .denoisers import FlowDenoiser
 
     return FLOW_DIFFUSERS if isinstance(denoiser, FlowDenoiser) else DIFFUSERS
@@ -90,7 +96,8 @@ def schedulers(denoiser: Any) -> Mapping[str, SchedulerConvention]:
 
 @dataclass(frozen=True)
 class RunConvention:
-    """What :func:`tgsample.sample` uses for one run: the denoiser, the start's scale and extra solver options."""
+    """What [`tgsample.sample`][tgsample.sampling.sample] uses for one run: the denoiser, the start's scale and extra
+    solver options."""
 
     denoiser: Any
     init_scale: Callable[[Tensor], Tensor]
@@ -98,15 +105,16 @@ class RunConvention:
 
 
 def default_init_scale(denoiser: Any) -> Callable[[Tensor], Tensor]:
-    """tgsample's start: the denoiser's ``init_noise_scale`` (``sigma`` for a model that has none)."""
+    """tgsample's start: the denoiser's `init_noise_scale` (`sigma` for a model that has none)."""
     fn = getattr(denoiser, "init_noise_scale", None)
     return fn if fn is not None else (lambda sigma: sigma)
 
 
 def run_convention(denoiser: Any, solver: Union[None, str, Callable[..., Tensor]],
                    schedule: Any = None) -> RunConvention:
-    """The :class:`RunConvention` of ``denoiser`` with ``solver`` (its registry name) on ``schedule`` (a schedule's
-    registry name, or anything else): tgsample's convention, or diffusers' when ``denoiser.diffusers_parity`` is set."""
+    """The [`RunConvention`][tgsample.conventions.RunConvention] of `denoiser` with `solver` (its registry name) on
+    `schedule` (a schedule's
+    registry name, or anything else): tgsample's convention, or diffusers' when `denoiser.diffusers_parity` is set."""
     convention = schedulers(denoiser).get(solver) if isinstance(solver, str) else None
     if not getattr(denoiser, "diffusers_parity", False) or convention is None:
         return RunConvention(denoiser, default_init_scale(denoiser), {})
@@ -121,5 +129,5 @@ def run_convention(denoiser: Any, solver: Union[None, str, Callable[..., Tensor]
 
 
 def _sigma_max_start(sigma: Tensor) -> Tensor:
-    """Diffusers' Euler start with "trailing" / "linspace" spacing: ``init_noise_sigma = sigma_max``."""
+    """Diffusers' Euler start with "trailing" / "linspace" spacing: `init_noise_sigma = sigma_max`."""
     return sigma

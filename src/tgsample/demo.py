@@ -1,9 +1,9 @@
-"""``tgsample demo``: conditional digits from a shipped student, alone and with teacher guidance.
+"""`tgsample demo`: conditional digits from a shipped student, alone and with teacher guidance.
 
-Each class 0-9 is drawn ``--per-class`` times; the left panel is the student's plain recipe
-(``""``: its own schedule, solver and distilled guidance scale), the right panel the same seeds with
-its teacher-guided recipe (``"++"``: the teacher corrects the first step). Digits are upscaled
-(nearest) so the 8x8 images are viewable. Writes ``<out>/demo_<student>.png``.
+Each class 0-9 is drawn `--per-class` times; the left panel is the student's plain recipe
+(`""`: its own schedule, solver and distilled guidance scale), the right panel the same seeds with
+its teacher-guided recipe (`"++"`: the teacher corrects the first step). Digits are upscaled
+(nearest) so the 8x8 images are viewable. Writes `<out>/demo_<student>.png`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 T0 = time.perf_counter()
+"""When the demo module was imported: the demo's printed times count from here (imports included)."""
 
 
 def grid(images, rows: int, cols: int, scale: int = 4, pad: int = 2):
-    """``[rows*cols, 1, H, W]`` images in ``[0, 1]`` to one ``uint8`` array ``[rows*(H*scale+pad)+pad, ...]``
-    (row-major, nearest-neighbour upscaling by ``scale``, white padding; torchvision's ``make_grid``)."""
+    """`[rows*cols, 1, H, W]` images in `[0, 1]` to one `uint8` array `[rows*(H*scale+pad)+pad, ...]`
+    (row-major, nearest-neighbour upscaling by `scale`, white padding; torchvision's `make_grid`)."""
     import torch
     from torchvision.utils import make_grid
 
@@ -37,6 +38,7 @@ def side_by_side(left, right, gap: int = 12):
 
 
 def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The parsed arguments of `tgsample demo`."""
     from .cli import ArgumentParser
 
     p = ArgumentParser(prog="tgsample demo", description=__doc__.split("\n")[0])
@@ -53,6 +55,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """`tgsample demo`: sample the student plain and teacher-guided, save a comparison grid; the exit status."""
     a = parse(argv)
     import torch
     from PIL import Image

@@ -1,24 +1,25 @@
 """Flow matching in sigma space: the pure-noise level, time shifts and the pipelines' schedules.
 
-A rectified-flow model (FLUX, SD3) samples ``x_t = (1 - t) x0 + t eps`` for ``t`` from 1 to 0. In
-tgsample's coordinates that is ``x = x_t / (1 - t) = x0 + sigma eps`` with ``sigma = t / (1 - t)``
-(:func:`tgsample.math.flow_sigma`); the denoiser is :class:`tgsample.denoisers.FlowDenoiser`. Every
+A rectified-flow model (FLUX, SD3) samples `x_t = (1 - t) x0 + t eps` for `t` from 1 to 0. In
+tgsample's coordinates that is `x = x_t / (1 - t) = x0 + sigma eps` with `sigma = t / (1 - t)`
+([`tgsample.math.flow_sigma`][tgsample.math.flow_sigma]); the denoiser is
+[`tgsample.denoisers.FlowDenoiser`][tgsample.denoisers.FlowDenoiser]. Every
 solver of tgsample then runs on flow models unchanged -- Euler in sigma space *is* the flow Euler step
-``x_t' = x_t + (t' - t) v`` -- and a student and a teacher with different time shifts meet at the same
-``sigma`` (docs: Flow models).
+`x_t' = x_t + (t' - t) v` -- and a student and a teacher with different time shifts meet at the same
+`sigma` (docs: Flow models).
 
 Two facts make the schedules simple:
 
-* **Pure noise.** The pipelines start at ``t = 1``, i.e. ``sigma = inf``. A schedule stands for it with
-  :data:`PURE_NOISE_SIGMA` ``= 2**53``: ``1 + 2**53`` rounds to ``2**53`` in float32, float64 and
-  bfloat16, so the start ``x = (1 + sigma) z`` is exactly ``2**53 z``, the net sees exactly ``x_t = z`` at
-  exactly ``t = 1``, and the first step's ``(x - D) / sigma`` is ``z`` to the last bit.
-* **Shifts multiply sigma.** diffusers' static ``shift`` and its dynamic, resolution-dependent shift
-  ``mu`` both multiply every noise level by one factor (:func:`tgsample.math.flow_shift`):
-  ``shift``, ``exp(mu)`` (exponential) or ``mu`` (linear).
+* **Pure noise.** The pipelines start at `t = 1`, i.e. `sigma = inf`. A schedule stands for it with
+  [`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA] `= 2**53`: `1 + 2**53` rounds to `2**53` in float32, float64 and
+  bfloat16, so the start `x = (1 + sigma) z` is exactly `2**53 z`, the net sees exactly `x_t = z` at
+  exactly `t = 1`, and the first step's `(x - D) / sigma` is `z` to the last bit.
+* **Shifts multiply sigma.** diffusers' static `shift` and its dynamic, resolution-dependent shift
+  `mu` both multiply every noise level by one factor ([`tgsample.math.flow_shift`][tgsample.math.flow_shift]):
+  `shift`, `exp(mu)` (exponential) or `mu` (linear).
 
-:class:`FlowSchedule` reads a ``FlowMatchEulerDiscreteScheduler`` config and reproduces the sigmas
-that a FLUX or SD3 pipeline hands its scheduler; the ``flow`` schedule (:func:`flow`) asks the model's
+[`FlowSchedule`][tgsample.flow.FlowSchedule] reads a `FlowMatchEulerDiscreteScheduler` config and reproduces the sigmas
+that a FLUX or SD3 pipeline hands its scheduler; the `flow` schedule ([`flow`][tgsample.flow.flow]) asks the model's
 adapter for it, so the shift is applied once, in the adapter.
 """
 
@@ -34,42 +35,48 @@ from torch import Tensor
 from . import math as M
 from .errors import ConfigError
 
-#: The sigma that stands for ``t = 1`` (pure noise): ``t(2**53)`` is exactly 1 in float32, float64 and bfloat16.
 PURE_NOISE_SIGMA = 2.0**53
+"""The sigma that stands for `t = 1` (pure noise): `t(2**53)` is exactly 1 in float32, float64 and bfloat16."""
 
-#: How a pipeline spaces its base times before the shift: ``"linspace"`` -- FLUX pipelines pass
-#: ``t = linspace(1, 1/N, N)``; ``"scheduler"`` -- SD3 pipelines use the scheduler's own
-#: ``linspace(t_max, t_min, N)`` over its (init-shifted) training range.
 SPACINGS = ("linspace", "scheduler")
+"""How a pipeline spaces its base times before the shift: `"linspace"` -- FLUX pipelines pass
+`t = linspace(1, 1/N, N)`; `"scheduler"` -- SD3 pipelines use the scheduler's own
+`linspace(t_max, t_min, N)` over its (init-shifted) training range."""
 TIME_SHIFT_TYPES = ("exponential", "linear")
+"""A dynamic shift's types (diffusers' `time_shift_type`): factor `exp(mu)` or `mu`."""
 # scheduler options whose sigmas are not a shifted base schedule: refused rather than ignored
 _UNSUPPORTED = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "shift_terminal", "invert_sigmas",
                 "stochastic_sampling")
 
 
 def t_to_sigma(t: Tensor) -> Tensor:
-    """``sigma = t / (1 - t)`` elementwise, with ``t = 1`` (pure noise) mapped to :data:`PURE_NOISE_SIGMA`."""
+    """`sigma = t / (1 - t)` elementwise, with `t = 1` (pure noise) mapped to
+    [`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA]."""
     t = torch.as_tensor(t, dtype=torch.float64)
     return torch.where(t >= 1, torch.full_like(t, PURE_NOISE_SIGMA), M.flow_sigma(t))  # 1/0 = inf is masked
 
 
 def sigma_to_t(sigma: Tensor) -> Tensor:
-    """``t = sigma / (1 + sigma)`` (:func:`tgsample.math.flow_t`); :data:`PURE_NOISE_SIGMA` gives exactly 1."""
+    """`t = sigma / (1 + sigma)` ([`tgsample.math.flow_t`][tgsample.math.flow_t]);
+    [`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA] gives exactly 1."""
     return M.flow_t(torch.as_tensor(sigma))
 
 
 @dataclass(frozen=True)
 class FlowSchedule:
-    """A flow model's sampling times, from its ``FlowMatchEulerDiscreteScheduler`` config.
+    """A flow model's sampling times, from its `FlowMatchEulerDiscreteScheduler` config.
 
     Attributes:
-        shift: the static shift (``use_dynamic_shifting=False``).
-        use_dynamic_shifting: shift by ``mu(image_seq_len)`` instead (FLUX-dev).
-        base_shift, max_shift, base_image_seq_len, max_image_seq_len: ``mu`` is linear in the number of
-            image tokens through ``(base_image_seq_len, base_shift)`` and ``(max_image_seq_len, max_shift)``.
-        time_shift_type: ``"exponential"`` (factor ``exp(mu)``) or ``"linear"`` (factor ``mu``).
-        num_train_timesteps: the scheduler's ``T`` (its smallest training time is ``1 / T``).
-        spacing: the pipeline's base times, one of :data:`SPACINGS`.
+        shift: the static shift (`use_dynamic_shifting=False`).
+        use_dynamic_shifting: shift by `mu(image_seq_len)` instead (FLUX-dev).
+        base_shift: `mu` at `base_image_seq_len` image tokens (`mu` is linear in the number of image
+            tokens through `(base_image_seq_len, base_shift)` and `(max_image_seq_len, max_shift)`).
+        max_shift: `mu` at `max_image_seq_len` image tokens.
+        base_image_seq_len: the image-token count of `base_shift`.
+        max_image_seq_len: the image-token count of `max_shift`.
+        time_shift_type: `"exponential"` (factor `exp(mu)`) or `"linear"` (factor `mu`).
+        num_train_timesteps: the scheduler's `T` (its smallest training time is `1 / T`).
+        spacing: the pipeline's base times, one of [`SPACINGS`][tgsample.flow.SPACINGS].
     """
 
     shift: float = 1.0
@@ -92,9 +99,9 @@ class FlowSchedule:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], spacing: str = "linspace") -> "FlowSchedule":
-        """From a scheduler config dict (``scheduler/scheduler_config.json``); options that do not
-        describe a shifted schedule (Karras / exponential / beta sigmas, ``shift_terminal``,
-        ``invert_sigmas``, ``stochastic_sampling``) are refused with a :class:`ConfigError`."""
+        """From a scheduler config dict (`scheduler/scheduler_config.json`); options that do not
+        describe a shifted schedule (Karras / exponential / beta sigmas, `shift_terminal`,
+        `invert_sigmas`, `stochastic_sampling`) are refused with a [`ConfigError`][tgsample.errors.ConfigError]."""
         name = config.get("_class_name", "FlowMatchEulerDiscreteScheduler")
         if name != "FlowMatchEulerDiscreteScheduler":
             raise ConfigError(f"scheduler {name!r} is not a FlowMatchEulerDiscreteScheduler: not a flow-matching "
@@ -108,13 +115,13 @@ class FlowSchedule:
         return cls(**{k: config[k] for k in known if config.get(k) is not None}, spacing=spacing)
 
     def mu(self, image_seq_len: int) -> float:
-        """The dynamic shift of an image of ``image_seq_len`` tokens (diffusers' ``calculate_shift``):
-        ``mu = base_shift + (max_shift - base_shift) (n - base_seq_len) / (max_seq_len - base_seq_len)``."""
+        """The dynamic shift of an image of `image_seq_len` tokens (diffusers' `calculate_shift`):
+        `mu = base_shift + (max_shift - base_shift) (n - base_seq_len) / (max_seq_len - base_seq_len)`."""
         m = (self.max_shift - self.base_shift) / (self.max_image_seq_len - self.base_image_seq_len)
         return image_seq_len * m + (self.base_shift - m * self.base_image_seq_len)
 
     def factor(self, image_seq_len: Optional[int] = None, mu: Optional[float] = None) -> float:
-        """The factor every sigma is multiplied by: ``shift``, or ``exp(mu)`` / ``mu`` with dynamic shifting."""
+        """The factor every sigma is multiplied by: `shift`, or `exp(mu)` / `mu` with dynamic shifting."""
         if not self.use_dynamic_shifting:
             return float(self.shift)
         if mu is None:
@@ -125,7 +132,7 @@ class FlowSchedule:
         return math.exp(mu) if self.time_shift_type == "exponential" else float(mu)
 
     def base_times(self, steps: int) -> Tensor:
-        """The pipeline's unshifted times ``t_0 = 1 > ... > t_{N-1}`` (float32, as diffusers rounds them)."""
+        """The pipeline's unshifted times `t_0 = 1 > ... > t_{N-1}` (float32, as diffusers rounds them)."""
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ConfigError(f"steps={steps!r} must be a positive integer")
         if self.spacing == "linspace":
@@ -138,8 +145,9 @@ class FlowSchedule:
 
     def sigmas(self, steps: int, image_seq_len: Optional[int] = None, mu: Optional[float] = None,
                shift: Optional[float] = None) -> Tensor:
-        """The schedule in sigma space, float64, ending at 0: ``factor * t / (1 - t)`` of :meth:`base_times`,
-        the first (``t = 1``) being :data:`PURE_NOISE_SIGMA`. ``shift`` overrides the factor."""
+        """The schedule in sigma space, float64, ending at 0: `factor * t / (1 - t)` of
+        [`base_times`][tgsample.flow.FlowSchedule.base_times],
+        the first (`t = 1`) being [`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA]. `shift` overrides the factor."""
         factor = float(shift) if shift is not None else self.factor(image_seq_len, mu)
         if not (factor > 0 and math.isfinite(factor)):
             raise ConfigError(f"flow shift factor {factor!r} must be a finite number > 0")
@@ -150,13 +158,14 @@ class FlowSchedule:
 
 def flow(steps: int, model: Any = None, *, shift: Optional[float] = None, mu: Optional[float] = None,
          image_seq_len: Optional[int] = None, spacing: Optional[str] = None) -> Tensor:
-    """The flow-matching schedule of ``model``'s pipeline in sigma space (what its
-    ``FlowMatchEulerDiscreteScheduler`` would use), from pure noise (:data:`PURE_NOISE_SIGMA`) to 0.
+    """The flow-matching schedule of `model`'s pipeline in sigma space (what its
+    `FlowMatchEulerDiscreteScheduler` would use), from pure noise ([`PURE_NOISE_SIGMA`][tgsample.flow.PURE_NOISE_SIGMA])
+    to 0.
 
-    ``model`` (a flow adapter or a :class:`~tgsample.models.Model` around one) supplies its
-    :class:`FlowSchedule` (``flow_schedule``) and its image size in tokens (``image_seq_len``);
-    without one the schedule is unshifted FLUX spacing. ``shift`` replaces the model's factor
-    (static or dynamic), ``mu`` its dynamic shift, ``spacing`` its base times.
+    `model` (a flow adapter or a [`Model`][tgsample.models.base.Model] around one) supplies its
+    [`FlowSchedule`][tgsample.flow.FlowSchedule] (`flow_schedule`) and its image size in tokens (`image_seq_len`);
+    without one the schedule is unshifted FLUX spacing. `shift` replaces the model's factor
+    (static or dynamic), `mu` its dynamic shift, `spacing` its base times.
     """
     d = getattr(model, "denoiser", model)
     schedule = getattr(d, "flow_schedule", None) or FlowSchedule()

@@ -1,13 +1,13 @@
-"""``tgsample list [KIND] [--check] [--json] [--pattern P]``: everything the registry knows.
+"""`tgsample list [KIND] [--check] [--json] [--pattern P]`: everything the registry knows.
 
-Without ``--check`` it reads installed metadata only (no plugin is imported, no torch).
-``tgsample list presets`` lists the presets derived from the students' recipes (it imports the
+Without `--check` it reads installed metadata only (no plugin is imported, no torch).
+`tgsample list presets` lists the presets derived from the students' recipes (it imports the
 torch-free recipe modules, nothing else).
-``--check`` loads each registration and reports its status (``loaded`` or ``failed: <reason>``, the same
-words in the table and in ``--json``) and, for students and teachers, whether their weights are
-available without the network (``embedded``, ``local``, ``missing: <hub id or path>``); the exit
+`--check` loads each registration and reports its status (`loaded` or `failed: <reason>`, the same
+words in the table and in `--json`) and, for students and teachers, whether their weights are
+available without the network (`embedded`, `local`, `missing: <hub id or path>`); the exit
 status is then 1 if an active registration fails or a name is ambiguous. A kind may be given
-singular or plural (``solver``, ``solvers``, ``preset``).
+singular or plural (`solver`, `solvers`, `preset`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from . import registry
 from .cli import ArgumentParser
 
 PRESETS = "presets"
+"""The kind that `tgsample list presets` lists: the presets derived from the recipes (not a registry kind)."""
 
 
 def parser() -> argparse.ArgumentParser:
+    """The argument parser of `tgsample list`."""
     p = ArgumentParser(
         prog="tgsample list",
         description="List registered guidances, solvers, schedules, students and teachers "
@@ -41,8 +43,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def kind(text: str) -> str:
-    """A kind from its singular or plural spelling (``solver`` -> ``solvers``, ``guidances`` -> ``guidance``,
-    ``preset`` -> ``presets``); anything else is refused with the kinds and the closest one."""
+    """A kind from its singular or plural spelling (`solver` -> `solvers`, `guidances` -> `guidance`,
+    `preset` -> `presets`); anything else is refused with the kinds and the closest one."""
     forms = {k: k for k in (*registry.KINDS, PRESETS)}
     forms.update({k.rstrip("s"): k for k in (*registry.KINDS, PRESETS)})
     forms.update({k.rstrip("s") + "s": k for k in (*registry.KINDS, PRESETS)})
@@ -56,13 +58,13 @@ def kind(text: str) -> str:
 
 
 def status_text(e: registry.Entry) -> str:
-    """The entry's status as ``--json`` gives it (``loaded``, ``unloaded``), or ``failed: <reason>``."""
+    """The entry's status as `--json` gives it (`loaded`, `unloaded`), or `failed: <reason>`."""
     return f"failed: {e.error}" if e.status == "failed" else e.status
 
 
 def weights_text(e: registry.Entry) -> str:
-    """Whether a loaded student's / teacher's weights are available offline (its factory's ``weights()``:
-    ``embedded``, ``local`` or ``missing: ...``), else ``""``."""
+    """Whether a loaded student's / teacher's weights are available offline (its factory's `weights()`:
+    `embedded`, `local` or `missing: ...`), else `""`."""
     if e.kind not in ("students", "teachers") or e.status != "loaded" or not e.active:
         return ""
     probe = getattr(registry.get(e.kind, e.name), "weights", None)
@@ -75,6 +77,7 @@ def weights_text(e: registry.Entry) -> str:
 
 
 def note_text(e: registry.Entry) -> str:
+    """The NOTE column of an entry: `inactive` (another registration of the name wins) and its conflict, if any."""
     notes = []
     if not e.active:
         notes.append("inactive")
@@ -94,6 +97,7 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def render(entries: Sequence[registry.Entry], check: bool) -> str:
+    """The table of `tgsample list` (with STATUS and WEIGHTS columns under `--check`)."""
     header = ["NAME", "KIND", "DISTRIBUTION", "VERSION", "VALUE"] + (["STATUS", "WEIGHTS"] if check else []) + ["NOTE"]
     rows = [
         [e.name, e.kind, e.dist, e.version, e.value] + ([status_text(e), weights_text(e) or "-"] if check else [])
@@ -104,7 +108,7 @@ def render(entries: Sequence[registry.Entry], check: bool) -> str:
 
 
 def preset_entries(pattern: str = "*") -> list[registry.Entry]:
-    """The presets as listing records: ``value`` says which student and recipe; the note is the recipe's."""
+    """The presets as listing records: `value` says which student and recipe; the note is the recipe's."""
     from . import presets
 
     dists = {e.name: e for e in registry.entries("recipes") if e.active}
@@ -119,7 +123,7 @@ def preset_entries(pattern: str = "*") -> list[registry.Entry]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of ``tgsample list``; returns the exit status."""
+    """Entry point of `tgsample list`; returns the exit status."""
     args = parser().parse_args(argv)
     if args.kind == PRESETS:
         found = preset_entries(args.pattern)

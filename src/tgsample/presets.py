@@ -1,11 +1,11 @@
-"""Presets: what ``tgsample generate --model.preset NAME`` runs, derived from the students' recipes.
+"""Presets: what `tgsample generate --model.preset NAME` runs, derived from the students' recipes.
 
-Nothing here is written by hand: preset ``NAME + SUFFIX`` is student ``NAME`` with its published
-recipe ``SUFFIX`` (:mod:`tgsample.recipes`). Every registered student publishes ``""`` and ``"++"``,
-so ``digits-compact`` is the compact digit student with its own settings and ``digits-compact++``
+Nothing here is written by hand: preset `NAME + SUFFIX` is student `NAME` with its published
+recipe `SUFFIX` ([`tgsample.recipes`][tgsample.recipes]). Every registered student publishes `""` and `"++"`,
+so `digits-compact` is the compact digit student with its own settings and `digits-compact++`
 the same run with teacher guidance (Distillation++) on its first step. A plugin that registers a
 student and publishes its recipes adds its presets the same way. Torch-free: listing presets
-(``tgsample list presets``) imports only the recipe modules.
+(`tgsample list presets`) imports only the recipe modules.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["Preset", "get", "names", "table"]
 
 @dataclass(frozen=True)
 class Preset:
-    """A named run: ``student`` with its recipe ``variant``."""
+    """A named run: `student` with its recipe `variant`."""
 
     name: str
     student: str
@@ -28,7 +28,7 @@ class Preset:
     recipe: Recipe
 
     def as_dict(self) -> dict:
-        """The preset as plain data (what ``tgsample list presets --json`` prints)."""
+        """The preset as plain data (what `tgsample list presets --json` prints)."""
         return {"name": self.name, "student": self.student, "variant": self.variant, "recipe": self.recipe.as_dict()}
 
 
@@ -57,8 +57,8 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Preset:
-    """Preset ``name``: the longest registered student ``name`` starts with, whose recipes have the rest as
-    a variant; :class:`UnknownNameError` lists the presets (and the closest names)."""
+    """Preset `name`: the longest registered student `name` starts with, whose recipes have the rest as
+    a variant; [`UnknownNameError`][tgsample.errors.UnknownNameError] lists the presets (and the closest names)."""
     for student in sorted(_students(), key=len, reverse=True):
         if name.startswith(student):
             variant = name[len(student):]

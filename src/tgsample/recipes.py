@@ -1,23 +1,25 @@
 """Recipes: a model's published sampling settings, as plain data (no torch).
 
-A :class:`Recipe` names everything a run needs -- schedule (or explicit sigmas), steps, solver, the
+A [`Recipe`][tgsample.recipes.Recipe] names everything a run needs -- schedule (or explicit sigmas), steps, solver, the
 student's own guidance, the teacher -- by registry name, so it is JSON-serialisable and importable
 without torch. Models publish theirs **beside the model**, through the entry-point group
-``tgsample.recipes``: the entry name is the student's registry name, the value points at a
-module-level ``dict[str, Recipe]`` keyed by variant suffix::
+`tgsample.recipes`: the entry name is the student's registry name, the value points at a
+module-level `dict[str, Recipe]` keyed by variant suffix:
 
-    [project.entry-points."tgsample.recipes"]
-    digits-compact = "tgsample.models.digits.recipes:DIGITS_COMPACT"
+```text
+[project.entry-points."tgsample.recipes"]
+digits-compact = "tgsample.models.digits.recipes:DIGITS_COMPACT"
+```
 
-``""`` is the plain published recipe, ``"++"`` the same student with teacher guidance
+`""` is the plain published recipe, `"++"` the same student with teacher guidance
 (Distillation++); a model may publish more. Presets are derived from them: preset
-``NAME + SUFFIX`` is student ``NAME`` with recipe ``SUFFIX`` (:mod:`tgsample.presets`).
+`NAME + SUFFIX` is student `NAME` with recipe `SUFFIX` ([`tgsample.presets`][tgsample.presets]).
 
 One precedence rule turns a recipe and explicit settings into the settings of a run,
-field by field (:func:`settle`): **explicit argument > recipe > library default**
-(:data:`DEFAULT`). Options follow their component: a recipe's ``solver_options`` apply only when
-the solver is the recipe's (likewise schedule and teacher options), and explicit ``sigmas`` replace a
-recipe's schedule and steps, an explicit ``schedule`` a recipe's sigmas.
+field by field ([`settle`][tgsample.recipes.settle]): **explicit argument > recipe > library default**
+([`DEFAULT`][tgsample.recipes.DEFAULT]). Options follow their component: a recipe's `solver_options` apply only when
+the solver is the recipe's (likewise schedule and teacher options), and explicit `sigmas` replace a
+recipe's schedule and steps, an explicit `schedule` a recipe's sigmas.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ from .errors import ConfigError, UnknownNameError
 __all__ = ["DEFAULT", "FIELDS", "PLAIN", "GUIDED", "REQUIRED_VARIANTS", "Recipe", "get", "published", "settle"]
 
 PLAIN, GUIDED = "", "++"
-#: the variants every registered student must publish.
 REQUIRED_VARIANTS: tuple[str, ...] = (PLAIN, GUIDED)
+"""the variants every registered student must publish."""
 
 
 def _plain(value: Any, where: str) -> Any:
-    """A deep copy of ``value`` as JSON-like data (dicts, lists, str, numbers, bool, None); a guidance
-    object with ``to_spec()`` becomes its spec."""
+    """A deep copy of `value` as JSON-like data (dicts, lists, str, numbers, bool, None); a guidance
+    object with `to_spec()` becomes its spec."""
     if hasattr(value, "to_spec") and not isinstance(value, (str, Mapping)):
         value = value.to_spec()
     if value is None or isinstance(value, (str, bool, int, float)):
@@ -70,19 +72,19 @@ def _name(value: Any, where: str) -> Optional[str]:
 class Recipe:
     """A model's published sampling settings: plain, torch-free, JSON-serialisable.
 
-    Every field may be ``None`` / empty, meaning "not set here" (a later precedence level decides).
+    Every field may be `None` / empty, meaning "not set here" (a later precedence level decides).
 
     Attributes:
-        solver: solvers registry name (``euler``, ``lcm``, ``k_dpmpp_2m``, ...).
-        solver_options: the solver's keyword options, e.g. ``{"gamma": 0.3}``.
-        schedule: schedules registry name (``karras``, ``lcm``, ``trailing``, ``tdd``, ...).
-        schedule_options: the schedule's keyword options, e.g. ``{"timesteps": [999, 875, 751, 499, 251]}``.
-        steps: number of solver steps of ``schedule``.
-        sigmas: an explicit schedule (strictly decreasing, ending at 0) instead of ``schedule`` / ``steps``.
-        guidance: a guidance spec: a registry name (``"cfg"``) or ``{"name": "cfg", "scale": 7.5}``,
-            nestable (``{"name": "teacher", ..., "student": {"name": "distilled_cfg", "scale": 3.0}}``).
+        solver: solvers registry name (`euler`, `lcm`, `k_dpmpp_2m`, ...).
+        solver_options: the solver's keyword options, e.g. `{"gamma": 0.3}`.
+        schedule: schedules registry name (`karras`, `lcm`, `trailing`, `tdd`, ...).
+        schedule_options: the schedule's keyword options, e.g. `{"timesteps": [999, 875, 751, 499, 251]}`.
+        steps: number of solver steps of `schedule`.
+        sigmas: an explicit schedule (strictly decreasing, ending at 0) instead of `schedule` / `steps`.
+        guidance: a guidance spec: a registry name (`"cfg"`) or `{"name": "cfg", "scale": 7.5}`,
+            nestable (`{"name": "teacher", ..., "student": {"name": "distilled_cfg", "scale": 3.0}}`).
         teacher: teachers registry name (what teacher guidance uses when its spec names none).
-        teacher_options: the teacher factory's keyword options (``student=`` is added by the resolver).
+        teacher_options: the teacher factory's keyword options (`student=` is added by the resolver).
         note: where the settings come from (free text).
     """
 
@@ -127,12 +129,12 @@ class Recipe:
         return hash(json.dumps(self.as_dict(), sort_keys=True))
 
     def replace(self, **overrides: Any) -> "Recipe":
-        """A copy with ``overrides`` (field names; :class:`ConfigError` names an unknown one)."""
+        """A copy with `overrides` (field names; [`ConfigError`][tgsample.errors.ConfigError] names an unknown one)."""
         _check_keys(overrides, "Recipe.replace()")
         return _replace(self, **overrides)
 
     def as_dict(self) -> dict:
-        """Every field as plain data (``sigmas`` a list): what a manifest or a YAML file holds."""
+        """Every field as plain data (`sigmas` a list): what a manifest or a YAML file holds."""
         d = asdict(self)
         if d["sigmas"] is not None:
             d["sigmas"] = list(d["sigmas"])
@@ -140,7 +142,8 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Recipe":
-        """The recipe of a mapping with (a subset of) the field names; unknown keys are a :class:`ConfigError`."""
+        """The recipe of a mapping with (a subset of) the field names; unknown keys are a
+        [`ConfigError`][tgsample.errors.ConfigError]."""
         if isinstance(d, Recipe):
             return d
         if not isinstance(d, Mapping):
@@ -154,12 +157,13 @@ class Recipe:
 
         Args:
             teacher: teachers registry name.
-            lam: strength in ``[0, 1]``.
-            steps: the *guided* steps (``guided_steps`` of :class:`~tgsample.guidance.TeacherGuidance`):
-                ``n`` for the first ``n`` steps, or a list of step indices. Guide 1--2 early steps only.
-            renoise: ``next`` / ``current`` / ``random`` (uniform in the teacher's timestep) / ``random_sigma``.
+            lam: strength in `[0, 1]`.
+            steps: the *guided* steps (`guided_steps` of
+                [`TeacherGuidance`][tgsample.guidance.teacher.TeacherGuidance]):
+                `n` for the first `n` steps, or a list of step indices. Guide 1--2 early steps only.
+            renoise: `next` / `current` / `random` (uniform in the teacher's timestep) / `random_sigma`.
             teacher_cfg: the teacher's CFG scale.
-            **options: more options of the ``teacher`` guidance (``noise_mode``, ``hybrid``, ``space``).
+            **options: more options of the `teacher` guidance (`noise_mode`, `hybrid`, `space`).
         """
         spec: dict[str, Any] = {"name": "teacher", "lam": lam, "guided_steps": steps, "renoise": renoise,
                                 "teacher_cfg": teacher_cfg, **options}
@@ -169,9 +173,10 @@ class Recipe:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Recipe))
+"""The field names of a [`Recipe`][tgsample.recipes.Recipe]."""
 
-#: library defaults, the last precedence level (no guidance: the conditional denoiser alone).
 DEFAULT = Recipe(solver="euler", schedule="karras", steps=10, note="tgsample's library defaults")
+"""library defaults, the last precedence level (no guidance: the conditional denoiser alone)."""
 
 
 def _check_keys(keys: Mapping[str, Any], where: str) -> None:
@@ -185,20 +190,20 @@ def _check_keys(keys: Mapping[str, Any], where: str) -> None:
 
 
 def settle(recipe: Optional[Recipe] = None, *, default: Recipe = DEFAULT, **explicit: Any) -> dict[str, Any]:
-    """The settings of a run, ``{field: value}`` for every recipe field: **explicit** (non-``None``
-    values) > ``recipe`` > ``default``, applied level by level, from the default up.
+    """The settings of a run, `{field: value}` for every recipe field: **explicit** (non-`None`
+    values) > `recipe` > `default`, applied level by level, from the default up.
 
-    Each component carries its options: a level naming another ``solver`` / ``schedule`` /
-    ``teacher`` than the level below drops the lower level's options for it; a level naming the
-    same one (or giving options alone) merges its options over them. ``steps`` belong to the
-    schedule the same way. A level with ``sigmas`` replaces the schedule (options, steps); a level
-    with a ``schedule`` replaces lower ``sigmas``; ``steps`` alone on top of explicit ``sigmas`` must
-    agree with them (else :class:`ConfigError`: say which schedule to take the steps from). The
+    Each component carries its options: a level naming another `solver` / `schedule` /
+    `teacher` than the level below drops the lower level's options for it; a level naming the
+    same one (or giving options alone) merges its options over them. `steps` belong to the
+    schedule the same way. A level with `sigmas` replaces the schedule (options, steps); a level
+    with a `schedule` replaces lower `sigmas`; `steps` alone on top of explicit `sigmas` must
+    agree with them (else [`ConfigError`][tgsample.errors.ConfigError]: say which schedule to take the steps from). The
     guidance and the note are replaced whole.
 
-    ``explicit`` values may be objects (a guidance, a solver function, a tensor of sigmas, a teacher
-    model) -- the resolver (:mod:`tgsample.resolve`) builds what is a name; only names and plain
-    data make a publishable :class:`Recipe` (``Recipe(**settle(...))``).
+    `explicit` values may be objects (a guidance, a solver function, a tensor of sigmas, a teacher
+    model) -- the resolver ([`tgsample.resolve`][tgsample.resolve]) builds what is a name; only names and plain
+    data make a publishable [`Recipe`][tgsample.recipes.Recipe] (`Recipe(**settle(...))`).
     """
     _check_keys(explicit, "settle()")
     top = {k: v for k, v in explicit.items() if v is not None and not (k.endswith("_options") and not v)}
@@ -245,7 +250,7 @@ def settle(recipe: Optional[Recipe] = None, *, default: Recipe = DEFAULT, **expl
 
 
 def _given(recipe: Recipe) -> dict[str, Any]:
-    """The fields a recipe sets (not ``None``, not empty options)."""
+    """The fields a recipe sets (not `None`, not empty options)."""
     return {k: v for k, v in ((f, getattr(recipe, f)) for f in FIELDS)
             if v is not None and not (k.endswith("_options") and not v) and not (k == "note" and not v)}
 
@@ -261,7 +266,7 @@ def _short(value: Any) -> str:
 
 
 def published(student: str) -> dict[str, Recipe]:
-    """Every recipe student ``student`` publishes, ``{variant: Recipe}`` (a copy; loads no torch)."""
+    """Every recipe student `student` publishes, `{variant: Recipe}` (a copy; loads no torch)."""
     from . import registry
 
     try:
@@ -276,7 +281,7 @@ def published(student: str) -> dict[str, Recipe]:
 
 
 def get(student: str, variant: str = PLAIN) -> Recipe:
-    """Recipe ``variant`` of ``student`` (``""`` plain, ``"++"`` with teacher guidance)."""
+    """Recipe `variant` of `student` (`""` plain, `"++"` with teacher guidance)."""
     table = published(student)
     if variant not in table:
         raise UnknownNameError(f"student {student!r} publishes no recipe {variant!r}; its recipes: "
@@ -285,7 +290,8 @@ def get(student: str, variant: str = PLAIN) -> Recipe:
 
 
 def conform(obj: Any, label: str) -> None:
-    """What a ``tgsample.recipes`` registration must be: a mapping of variant suffix -> :class:`Recipe`."""
+    """What a `tgsample.recipes` registration must be: a mapping of variant suffix ->
+    [`Recipe`][tgsample.recipes.Recipe]."""
     from .errors import PluginError
 
     if not isinstance(obj, Mapping):

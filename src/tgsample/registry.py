@@ -1,30 +1,33 @@
 """Named components from installed packages: guidances, solvers, schedules, students, teachers, recipes.
 
-Every kind is an entry-point group ``tgsample.<kind>``. tgsample's own ``pyproject.toml``
-declares the built-ins there, so a built-in and a third-party plugin are found the same way::
+Every kind is an entry-point group `tgsample.<kind>`. tgsample's own `pyproject.toml`
+declares the built-ins there, so a built-in and a third-party plugin are found the same way:
 
-    [project.entry-points."tgsample.guidance"]
-    apg = "tgsample_apg.guidance:APG"
+```text
+[project.entry-points."tgsample.guidance"]
+apg = "tgsample_apg.guidance:APG"
+```
 
-Rules (see ``docs/plugins.md``):
+Rules (see `docs/plugins.md`):
 
-* **Lazy.** Discovery reads installed metadata only (``importlib_metadata``); an entry point is
+* **Lazy.** Discovery reads installed metadata only (`importlib_metadata`); an entry point is
   imported on first use and cached. This module imports nothing heavy.
 * **Isolated.** A plugin that fails to import, points at a missing attribute or registers a
-  non-conforming object is still listed; using *it* raises :class:`~tgsample.errors.PluginError`
+  non-conforming object is still listed; using *it* raises [`PluginError`][tgsample.errors.PluginError]
   naming the entry point, its distribution and version (the original exception chained).
   Nothing else is affected.
 * **Explicit conflicts.** A built-in name wins over a plugin registering the same name (a
-  :class:`PluginConflictWarning` says so on use); two plugins registering the same name make
-  that name ambiguous (:class:`~tgsample.errors.PluginError` on use, naming both). Both are shown
-  by ``tgsample list``. In-process :func:`register` of a taken name needs ``override=True``.
-* **Typo-friendly.** An unknown name raises :class:`~tgsample.errors.UnknownNameError` listing
+  [`PluginConflictWarning`][tgsample.registry.PluginConflictWarning] says so on use); two plugins registering the same
+  name make
+  that name ambiguous ([`PluginError`][tgsample.errors.PluginError] on use, naming both). Both are shown
+  by `tgsample list`. In-process [`register`][tgsample.registry.register] of a taken name needs `override=True`.
+* **Typo-friendly.** An unknown name raises [`UnknownNameError`][tgsample.errors.UnknownNameError] listing
   what is available and the closest names.
-* ``TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD=1`` reads only tgsample's own entry points.
+* `TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD=1` reads only tgsample's own entry points.
 * **Kind-agnostic.** Discovery, precedence, isolation and caching are the same for every kind; what a
-  registration of a kind must be, and how :func:`create` builds from it, is that kind's
-  :class:`Kind` (a conformance check and a builder supplied by the kind's own module, imported on
-  first load only). :func:`register_kind` adds a kind.
+  registration of a kind must be, and how [`create`][tgsample.registry.create] builds from it, is that kind's
+  [`Kind`][tgsample.registry.Kind] (a conformance check and a builder supplied by the kind's own module, imported on
+  first load only). [`register_kind`][tgsample.registry.register_kind] adds a kind.
 """
 
 from __future__ import annotations
@@ -41,9 +44,13 @@ from typing import Any, Callable, Iterable, Optional, Union
 from .errors import ConfigError, PluginError, UnknownNameError
 
 GROUP_PREFIX = "tgsample."
+"""The prefix of the entry-point groups: `tgsample.<kind>`."""
 BUILTIN_DIST = "tgsample"
+"""The distribution whose entry points are the built-ins."""
 DISABLE_ENV = "TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD"
+"""The environment variable that, set to 1 / true / yes / on, loads only the built-ins (no plugins)."""
 IN_PROCESS = "<in-process>"
+"""The distribution name of a registration made in this process with [`register`][tgsample.registry.register]."""
 
 __all__ = [
     "KINDS", "DISABLE_ENV", "Entry", "Kind", "PluginConflictWarning", "Site", "autoload_disabled", "check",
@@ -54,21 +61,22 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Kind:
-    """What the registrations of one kind must be, and how :func:`create` builds from one.
+    """What the registrations of one kind must be, and how [`create`][tgsample.registry.create] builds from one.
 
-    Supplied by the kind: ``conform`` and ``build`` may be ``"module:function"`` references into the
+    Supplied by the kind: `conform` and `build` may be `"module:function"` references into the
     kind's own module, imported only when a registration is loaded (discovery and listing stay light).
 
     Attributes:
-        name: the kind; its entry-point group is ``tgsample.<name>``.
-        expects: what a registration is, in words (error messages, ``tgsample list``).
-        conform: ``conform(obj, label)`` raises :class:`~tgsample.errors.PluginError` (naming ``label``) for a
-            registration that does not conform; ``None``: it must be callable.
-        build: how :func:`create` builds from a registration: ``"bind"`` (a function, options bound with
-            ``functools.partial``), ``"call"`` (a factory called with the options), ``"as_is"`` (taken as is,
-            no options), or ``build(obj, options, site) -> product`` (a :class:`Site` for messages and
+        name: the kind; its entry-point group is `tgsample.<name>`.
+        expects: what a registration is, in words (error messages, `tgsample list`).
+        conform: `conform(obj, label)` raises [`PluginError`][tgsample.errors.PluginError] (naming `label`) for a
+            registration that does not conform; `None`: it must be callable.
+        build: how [`create`][tgsample.registry.create] builds from a registration: `"bind"` (a function, options bound
+            with
+            `functools.partial`), `"call"` (a factory called with the options), `"as_is"` (taken as is,
+            no options), or `build(obj, options, site) -> product` (a [`Site`][tgsample.registry.Site] for messages and
             option checks).
-        product: ``"module:Class"``: what a ``"call"`` build must return (checked, else PluginError).
+        product: `"module:Class"`: what a `"call"` build must return (checked, else PluginError).
     """
 
     name: str
@@ -78,7 +86,7 @@ class Kind:
     product: Optional[str] = None
 
     def check(self, obj: Any, label: str) -> None:
-        """Raise :class:`PluginError` unless ``obj`` may be registered under this kind."""
+        """Raise [`PluginError`][tgsample.errors.PluginError] unless `obj` may be registered under this kind."""
         if self.conform is None:
             if not callable(obj):
                 raise PluginError(f"{label} is an object of type {type(obj).__name__}, which is not callable; "
@@ -87,7 +95,7 @@ class Kind:
         _ref(self.conform)(obj, label)
 
     def make(self, obj: Any, options: dict, site: "Site") -> Any:
-        """Build the product of registration ``obj`` with ``options``."""
+        """Build the product of registration `obj` with `options`."""
         if self.build == "as_is":
             if options:
                 raise ConfigError(f"{site.kind} {site.name!r} takes no options (got {sorted(options)})")
@@ -109,7 +117,7 @@ class Kind:
 
 @dataclass(frozen=True)
 class Site:
-    """Where a registration comes from, for builders' messages: ``kind``, ``name``, ``value`` and a ``label``."""
+    """Where a registration comes from, for builders' messages: `kind`, `name`, `value` and a `label`."""
 
     kind: str
     name: str
@@ -118,7 +126,7 @@ class Site:
 
 
 def _ref(target: Any) -> Any:
-    """A ``"module:attr"`` reference, imported; anything else as is."""
+    """A `"module:attr"` reference, imported; anything else as is."""
     if not isinstance(target, str):
         return target
     import importlib
@@ -141,17 +149,18 @@ _KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("recipes", "a dict of variant suffix -> tgsample.recipes.Recipe (e.g. '' and '++')",
          conform="tgsample.recipes:conform", build="as_is"),
 )}
-#: the registry kinds (each an entry-point group ``tgsample.<kind>``).
 KINDS: tuple[str, ...] = tuple(_KINDS)
+"""the registry kinds (each an entry-point group `tgsample.<kind>`)."""
 
 
 def kind_spec(kind: str) -> Kind:
-    """The :class:`Kind` of ``kind`` (:class:`UnknownNameError` for an unknown kind)."""
+    """The [`Kind`][tgsample.registry.Kind] of `kind` ([`UnknownNameError`][tgsample.errors.UnknownNameError] for an
+    unknown kind)."""
     return _KINDS[check_kind(kind)]
 
 
 def register_kind(kind: Kind) -> Kind:
-    """Add a registry kind (its entry-point group is ``tgsample.<kind.name>``); returns it."""
+    """Add a registry kind (its entry-point group is `tgsample.<kind.name>`); returns it."""
     global KINDS
     with _lock:
         if kind.name in _KINDS and _KINDS[kind.name] != kind:
@@ -168,12 +177,12 @@ class PluginConflictWarning(UserWarning):
 
 
 def group(kind: str) -> str:
-    """The entry-point group of ``kind``: ``"tgsample." + kind``."""
+    """The entry-point group of `kind`: `"tgsample." + kind`."""
     return GROUP_PREFIX + check_kind(kind)
 
 
 def autoload_disabled() -> bool:
-    """True when ``TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD`` is set to a true value (1, true, yes, on)."""
+    """True when `TGSAMPLE_DISABLE_PLUGIN_AUTOLOAD` is set to a true value (1, true, yes, on)."""
     return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -182,17 +191,19 @@ def autoload_disabled() -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    """One registration of a name, as :func:`entries` and ``tgsample list`` report it.
+    """One registration of a name, as [`entries`][tgsample.registry.entries] and `tgsample list` report it.
 
     Attributes:
-        name, kind: the registry key.
-        value: where it lives, ``"module:attr"``.
-        dist, version: the distribution that declares it (``"<in-process>"`` for :func:`register`).
+        name: the registered name (with `kind`, the registry key).
+        kind: the registry kind (`"solvers"`, ...).
+        value: where it lives, `"module:attr"`.
+        dist: the distribution that declares it (`"<in-process>"` for [`register`][tgsample.registry.register]).
+        version: that distribution's version.
         builtin: declared by tgsample itself.
-        active: :func:`get` ``(kind, name)`` resolves to this registration.
-        status: ``"unloaded"``, ``"loaded"`` or ``"failed"``.
-        error: why loading failed (``None`` unless failed).
-        conflict: who else registers the name and what happens, in words (``None`` if nobody).
+        active: [`get`][tgsample.registry.get] `(kind, name)` resolves to this registration.
+        status: `"unloaded"`, `"loaded"` or `"failed"`.
+        error: why loading failed (`None` unless failed).
+        conflict: who else registers the name and what happens, in words (`None` if nobody).
         ambiguous: more than one plugin registers the name and no built-in owns it (using it is an error).
     """
 
@@ -209,7 +220,7 @@ class Entry:
     ambiguous: bool = False
 
     def as_dict(self) -> dict:
-        """The entry as a plain dict (what ``tgsample list --json`` prints)."""
+        """The entry as a plain dict (what `tgsample list --json` prints)."""
         return asdict(self)
 
 
@@ -223,7 +234,8 @@ class _Source:
     dist: str
     version: str
     builtin: bool
-    entry_point: Any = None  # importlib_metadata.EntryPoint, or None for in-process
+    entry_point: Any = None
+    """importlib_metadata.EntryPoint, or None for in-process"""
     obj: Any = None
     loaded: bool = False
     error: Optional[PluginError] = None
@@ -251,7 +263,8 @@ _state = _State()
 
 
 def check_kind(kind: str) -> str:
-    """Return ``kind`` if it is one of :data:`KINDS`, else raise :class:`UnknownNameError`."""
+    """Return `kind` if it is one of [`KINDS`][tgsample.registry.KINDS], else raise
+    [`UnknownNameError`][tgsample.errors.UnknownNameError]."""
     if kind in KINDS:
         return kind
     close = difflib.get_close_matches(str(kind), KINDS, n=1, cutoff=0.5)
@@ -272,7 +285,7 @@ def _entry_points() -> Iterable[Any]:
 
 @functools.lru_cache(maxsize=None)
 def _dist_info(dist: Any) -> tuple[str, str]:
-    """``(name, version)`` of a distribution, from its ``NAME-VERSION.dist-info`` folder name when it
+    """`(name, version)` of a distribution, from its `NAME-VERSION.dist-info` folder name when it
     has one (no METADATA parsing: that costs ~15 ms for a long README), else from METADATA."""
     if dist is None:
         return "<unknown>", "?"
@@ -292,7 +305,7 @@ def _is_builtin(dist_name: str) -> bool:
 
 
 def _discover() -> dict[str, dict[str, list[_Source]]]:
-    """Read every ``tgsample.*`` entry point once (metadata only) and cache the result."""
+    """Read every `tgsample.*` entry point once (metadata only) and cache the result."""
     with _lock:
         if _state.discovered:
             return _state.discovered
@@ -320,7 +333,7 @@ def _discover() -> dict[str, dict[str, list[_Source]]]:
 def refresh() -> None:
     """Forget discovered entry points and loaded objects (after installing a plugin, or in tests).
 
-    In-process :func:`register` calls are kept. Import caches are invalidated too.
+    In-process [`register`][tgsample.registry.register] calls are kept. Import caches are invalidated too.
     """
     import importlib
 
@@ -345,7 +358,7 @@ def _conflict(kind: str, name: str) -> Optional[str]:
 
 
 def _resolve(kind: str, name: str) -> _Source:
-    """The registration ``get(kind, name)`` uses, or a typed error."""
+    """The registration `get(kind, name)` uses, or a typed error."""
     check_kind(kind)
     if not isinstance(name, str):
         raise ConfigError(f"a {kind} name must be a string, got {type(name).__name__} {name!r}")
@@ -412,8 +425,9 @@ def _load(src: _Source) -> Any:
 
 
 def check_options(fn: Callable, options: dict, site: Site) -> None:
-    """Refuse options ``fn`` does not accept (:class:`ConfigError` naming them, the accepted ones and the
-    closest names); a function with ``**kwargs`` accepts anything."""
+    """Refuse options `fn` does not accept ([`ConfigError`][tgsample.errors.ConfigError] naming them, the accepted ones
+    and the
+    closest names); a function with `**kwargs` accepts anything."""
     import inspect
     try:
         sig = inspect.signature(fn)
@@ -438,11 +452,11 @@ def check_options(fn: Callable, options: dict, site: Site) -> None:
 
 
 def get(kind: str, name: str) -> Any:
-    """The object registered as ``name`` under ``kind`` (a class, factory or function), loaded on first use.
+    """The object registered as `name` under `kind` (a class, factory or function), loaded on first use.
 
     Raises:
-        UnknownNameError: ``kind`` or ``name`` is not registered (with close matches).
-        PluginError: the entry point failed to import or conform, or two plugins claim ``name``.
+        UnknownNameError: `kind` or `name` is not registered (with close matches).
+        PluginError: the entry point failed to import or conform, or two plugins claim `name`.
     """
     with _lock:
         src = _resolve(kind, name)
@@ -450,7 +464,7 @@ def get(kind: str, name: str) -> Any:
 
 
 def names(kind: str, pattern: str = "*") -> list[str]:
-    """Sorted registered names of ``kind`` matching the shell-style ``pattern`` (``fnmatch``)."""
+    """Sorted registered names of `kind` matching the shell-style `pattern` (`fnmatch`)."""
     check_kind(kind)
     with _lock:
         every = set(_discover()[kind]) | set(_state.local[kind])
@@ -458,15 +472,18 @@ def names(kind: str, pattern: str = "*") -> list[str]:
 
 
 def register(kind: str, name: str, obj: Any = None, *, override: bool = False) -> Any:
-    """Register ``obj`` as ``name`` in this process; usable as a call or a decorator::
+    """Register `obj` as `name` in this process; usable as a call or a decorator:
 
-        @register("guidance", "my_cfg")
-        class MyCFG(Guidance): ...
+    ```python
+    @register("guidance", "my_cfg")
+    class MyCFG(Guidance): ...
 
-        register("schedules", "mine", my_schedule)
+    register("schedules", "mine", my_schedule)
+    ```
 
     A name that is already registered (built-in, plugin or an earlier call) needs
-    ``override=True``, else :class:`ConfigError`. :func:`unregister` undoes it.
+    `override=True`, else [`ConfigError`][tgsample.errors.ConfigError]. [`unregister`][tgsample.registry.unregister]
+    undoes it.
     """
     check_kind(kind)
     if not isinstance(name, str) or not name:
@@ -503,12 +520,13 @@ def create(kind: str, name_or_obj: Any, **options: Any) -> Any:
     """Build a component from a name, or pass an object through.
 
     * a string: look it up; guidances, students and teachers are factories called with
-      ``options`` (the product is checked: a ``Guidance``, a ``Model``); solvers and schedules are
-      functions returned with ``options`` bound (``functools.partial``), or as is without options;
-      a registered ``Guidance`` *instance* is returned as is;
-    * anything else: returned unchanged (``options`` must then be empty).
+      `options` (the product is checked: a `Guidance`, a `Model`); solvers and schedules are
+      functions returned with `options` bound (`functools.partial`), or as is without options;
+      a registered `Guidance` *instance* is returned as is;
+    * anything else: returned unchanged (`options` must then be empty).
 
-    Options the factory does not accept raise :class:`ConfigError` naming them and the accepted ones.
+    Options the factory does not accept raise [`ConfigError`][tgsample.errors.ConfigError] naming them and the accepted
+    ones.
     """
     if not isinstance(name_or_obj, str):
         if options:
@@ -525,8 +543,8 @@ def create(kind: str, name_or_obj: Any, **options: Any) -> Any:
 
 
 def check_create(kind: str, name: str, options: Optional[dict] = None) -> None:
-    """Check that :func:`create` would accept ``options`` for ``name`` without building anything (the
-    registration is loaded; unknown names and options raise as :func:`create` would)."""
+    """Check that [`create`][tgsample.registry.create] would accept `options` for `name` without building anything (the
+    registration is loaded; unknown names and options raise as [`create`][tgsample.registry.create] would)."""
     with _lock:
         src = _resolve(kind, name)
     obj = src.obj if src.loaded else _load(src)
@@ -538,9 +556,9 @@ def check_create(kind: str, name: str, options: Optional[dict] = None) -> None:
 
 
 def name_of(kind: str, obj: Any) -> Optional[str]:
-    """The name ``obj`` is registered under (the active registration of ``kind`` that *is* ``obj``), or ``None``.
+    """The name `obj` is registered under (the active registration of `kind` that *is* `obj`), or `None`.
 
-    Loads only registrations whose ``value`` ends in ``obj``'s ``__name__`` (and in-process ones)."""
+    Loads only registrations whose `value` ends in `obj`'s `__name__` (and in-process ones)."""
     attr = getattr(obj, "__name__", None)
     for name in names(kind):
         with _lock:
@@ -559,7 +577,7 @@ def name_of(kind: str, obj: Any) -> Optional[str]:
 
 
 def entries(kind: Optional[str] = None) -> list[Entry]:
-    """Every registration (of ``kind``, or all kinds), sorted by kind and name; loads nothing."""
+    """Every registration (of `kind`, or all kinds), sorted by kind and name; loads nothing."""
     kinds = KINDS if kind is None else (check_kind(kind),)
     out: list[Entry] = []
     with _lock:
@@ -590,9 +608,9 @@ def _entry(src: _Source, *, active: bool, conflict: Optional[str], ambiguous: bo
 
 
 def check(kind: Optional[str] = None, pattern: str = "*") -> list[Entry]:
-    """Load every registration of ``kind`` (all kinds by default) whose name matches ``pattern``,
-    like ``tgsample list --check``; returns the matching, updated :func:`entries`. Never raises
-    for a broken plugin: its record says ``failed`` and why."""
+    """Load every registration of `kind` (all kinds by default) whose name matches `pattern`,
+    like `tgsample list --check`; returns the matching, updated [`entries`][tgsample.registry.entries]. Never raises
+    for a broken plugin: its record says `failed` and why."""
     with _lock:
         found = _discover()
         for k in KINDS if kind is None else (check_kind(kind),):

@@ -1,18 +1,20 @@
-"""One resolver: a recipe plus explicit settings -> a :class:`Run` (sigmas, solver, guidance, teacher).
+"""One resolver: a recipe plus explicit settings -> a [`Run`][tgsample.resolve.Run] (sigmas, solver, guidance, teacher).
 
-:func:`tgsample.sample`, ``tgsample generate``, the demo and the bench all go through it:
+[`tgsample.sample`][tgsample.sampling.sample], `tgsample generate`, the demo and the bench all go through it:
 
-1. :func:`tgsample.recipes.settle` applies the one precedence rule, field by field:
+1. [`tgsample.recipes.settle`][tgsample.recipes.settle] applies the one precedence rule, field by field:
    **explicit argument > recipe > library default**;
-2. :func:`resolve` builds what the names say: the schedule's sigmas (through the model's table for
+2. [`resolve`][tgsample.resolve.resolve] builds what the names say: the schedule's sigmas (through the model's table for
    discrete schedules), the solver with its options, the guidance from its spec
-   (:func:`tgsample.guidance.build`) with the teacher built **with** ``student=`` (a LoRA student's
+   ([`tgsample.guidance.build`][tgsample.guidance.spec.build]) with the teacher built **with** `student=` (a LoRA
+   student's
    zero-copy teacher, a shared prompt encoder), then checks the guidance against the schedule and the
    solver once, before anything is sampled;
-3. :meth:`Run.as_dict` is what a manifest records: the sigmas, the solver and the guidance with all
+3. [`Run.as_dict`][tgsample.resolve.Run.as_dict] is what a manifest records: the sigmas, the solver and the guidance
+with all
    their parameters.
 
-:func:`validate` makes the checks that need no model weights (names, options, guidance specs and
+[`validate`][tgsample.resolve.validate] makes the checks that need no model weights (names, options, guidance specs and
 their parameters, guided steps against a known step count, the solver's capabilities), so a
 generation run can refuse bad settings before it builds a model or writes a file.
 """
@@ -37,8 +39,9 @@ from .solvers import check_solver
 
 __all__ = ["Run", "RecipeArg", "pick_recipe", "resolve", "validate"]
 
-#: what ``recipe=`` accepts: a variant suffix of the model's recipes, a :class:`Recipe` (or its dict), or None.
 RecipeArg = Union[None, str, Recipe, Mapping[str, Any]]
+"""what `recipe=` accepts: a variant suffix of the model's recipes, a [`Recipe`][tgsample.recipes.Recipe] (or its dict),
+or None."""
 
 
 @dataclass
@@ -46,12 +49,13 @@ class Run:
     """A resolved sampling run.
 
     Attributes:
-        settings: the settled fields (:func:`tgsample.recipes.settle`: names and plain options; objects
+        settings: the settled fields ([`tgsample.recipes.settle`][tgsample.recipes.settle]: names and plain options;
+            objects
             where objects were given).
         sigmas: the schedule, validated (float32, CPU).
-        solver: the solver function with its options bound; ``solver_name`` its registry name (if any).
+        solver: the solver function with its options bound; `solver_name` its registry name (if any).
         guidance: the guidance object (nested parts and teacher built).
-        teacher: the teacher model built (or given) for the guidance, or ``None``.
+        teacher: the teacher model built (or given) for the guidance, or `None`.
     """
 
     settings: dict
@@ -63,7 +67,8 @@ class Run:
 
     def as_dict(self) -> dict:
         """The run as plain data -- what a manifest records: the sigmas, the solver and its options, the
-        guidance spec with every parameter (:func:`tgsample.guidance.to_spec`), the teacher and its options."""
+        guidance spec with every parameter ([`tgsample.guidance.to_spec`][tgsample.guidance.spec.to_spec]), the teacher
+        and its options."""
         s = self.settings
         teacher = s["teacher"] if isinstance(s["teacher"], str) else getattr(self.teacher, "name", None)
         return {
@@ -95,8 +100,8 @@ def _spec(guidance: Any) -> Any:
 
 
 def pick_recipe(model: Any, recipe: RecipeArg = None) -> Optional[Recipe]:
-    """The recipe a run starts from: ``recipe`` itself, the model's recipe ``recipe`` (a variant suffix
-    such as ``"++"``, from ``model.recipes``), or -- for ``None`` -- the model's plain recipe (``None`` if it
+    """The recipe a run starts from: `recipe` itself, the model's recipe `recipe` (a variant suffix
+    such as `"++"`, from `model.recipes`), or -- for `None` -- the model's plain recipe (`None` if it
     publishes none)."""
     return _pick(dict(getattr(model, "recipes", None) or {}), recipe, getattr(model, "name", type(model).__name__))
 
@@ -125,7 +130,7 @@ def _site(kind: str, name: str, fn: Any) -> registry.Site:
 
 
 def _component(kind: str, spec: Any) -> tuple[Callable, Optional[str]]:
-    """``(function, registry name or None)`` of a schedule / solver given by name or as a function."""
+    """`(function, registry name or None)` of a schedule / solver given by name or as a function."""
     if isinstance(spec, str):
         return registry.get(kind, spec), spec
     if callable(spec):
@@ -160,8 +165,9 @@ def _sigmas(model: Any, s: Mapping[str, Any]) -> Tensor:
 
 
 def _route(options: Mapping[str, Any], s: dict) -> None:
-    """Put keyword ``options`` of :func:`tgsample.sample` into ``solver_options`` or ``schedule_options``:
-    to whichever component accepts the keyword (:class:`ConfigError` if both or neither do)."""
+    """Put keyword `options` of [`tgsample.sample`][tgsample.sampling.sample] into `solver_options` or
+    `schedule_options`:
+    to whichever component accepts the keyword ([`ConfigError`][tgsample.errors.ConfigError] if both or neither do)."""
     if not options:
         return
     takes = {}
@@ -188,7 +194,7 @@ def _route(options: Mapping[str, Any], s: dict) -> None:
 
 class _Teachers:
     """The teacher source of one run: the run's teacher (given or by name) and teachers named inside a
-    guidance spec, each built once, **with** ``student=`` when its factory takes it."""
+    guidance spec, each built once, **with** `student=` when its factory takes it."""
 
     def __init__(self, student: Any, teacher: Any, options: Mapping[str, Any]):
         self.student, self.default, self.options = student, teacher, dict(options)
@@ -209,7 +215,7 @@ class _Teachers:
 
 
 def build_teacher(name: str, student: Any, options: Optional[Mapping[str, Any]] = None) -> Any:
-    """Teacher ``name`` built for ``student``: ``student=`` is passed when the factory accepts it
+    """Teacher `name` built for `student`: `student=` is passed when the factory accepts it
     (zero-copy teacher of a LoRA student, shared prompt encoder, checked shapes)."""
     options = dict(options or {})
     factory = registry.get("teachers", name)
@@ -225,17 +231,18 @@ def build_teacher(name: str, student: Any, options: Optional[Mapping[str, Any]] 
 
 def resolve(model: Any, recipe: RecipeArg = None, *, options: Optional[Mapping[str, Any]] = None,
             **explicit: Any) -> Run:
-    """The run for ``model``: ``explicit`` settings > ``recipe`` (default: the model's plain recipe) >
-    the library default (:data:`tgsample.recipes.DEFAULT`), built. A schedule that needs a step count and
-    gets none (another schedule than the recipe's, without ``steps``) takes the library default's.
+    """The run for `model`: `explicit` settings > `recipe` (default: the model's plain recipe) >
+    the library default ([`tgsample.recipes.DEFAULT`][tgsample.recipes.DEFAULT]), built. A schedule that needs a step
+    count and
+    gets none (another schedule than the recipe's, without `steps`) takes the library default's.
 
     Args:
-        model: the student (a :class:`~tgsample.models.Model` or a denoiser).
-        recipe: see :func:`pick_recipe`.
+        model: the student (a [`Model`][tgsample.models.base.Model] or a denoiser).
+        recipe: see [`pick_recipe`][tgsample.resolve.pick_recipe].
         options: keyword options routed to the solver or the schedule, whichever takes them.
-        **explicit: recipe fields (:data:`tgsample.recipes.FIELDS`): names or objects -- ``sigmas`` a list or
-            a tensor, ``schedule`` / ``solver`` a name or a function, ``guidance`` a spec or an object,
-            ``teacher`` a name or a built model.
+        **explicit: recipe fields (`tgsample.recipes.FIELDS`): names or objects -- `sigmas` a list or
+            a tensor, `schedule` / `solver` a name or a function, `guidance` a spec or an object,
+            `teacher` a name or a built model.
 
     Raises:
         ConfigError: contradicting settings, options a component does not take, a guidance parameter out
@@ -262,7 +269,7 @@ def resolve(model: Any, recipe: RecipeArg = None, *, options: Optional[Mapping[s
 
 
 class _Unbuilt:
-    """Stands for a teacher that :func:`validate` does not build (it checks the name only)."""
+    """Stands for a teacher that [`validate`][tgsample.resolve.validate] does not build (it checks the name only)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -293,12 +300,12 @@ def _known_steps(s: Mapping[str, Any]) -> Optional[int]:
 def validate(student: Optional[str] = None, recipe: RecipeArg = None, **explicit: Any) -> dict:
     """Check settings without building a model or loading weights; returns the settled fields.
 
-    ``student`` (a students registry name) supplies the recipes ``recipe`` picks from (default: its
+    `student` (a students registry name) supplies the recipes `recipe` picks from (default: its
     plain recipe). Checks: every registry name (student, teacher, solver, schedule, each guidance in
     the spec), the options each component takes, the guidance spec and its parameters, that teacher
     guidance has a teacher, the guided steps against the step count (when it is known without the
-    model: explicit sigmas, ``steps``, a timestep list), and that the solver can run the guidance.
-    Each failure is a typed :class:`~tgsample.errors.TgsampleError` naming the value and what is allowed.
+    model: explicit sigmas, `steps`, a timestep list), and that the solver can run the guidance.
+    Each failure is a typed [`TgsampleError`][tgsample.errors.TgsampleError] naming the value and what is allowed.
     """
     from .recipes import published
 

@@ -1,12 +1,12 @@
 """Guidance-aware solvers in sigma space.
 
-Each solver is one short function in the style of k-diffusion's ``sampling.py``, declaring what it
-provides to guidances (:func:`provides`):
-``solver(model, x, sigmas, *, callback=None, disable=None, **options) -> x``, where
-``model(x, sigma, i, stage=0)`` is a :class:`GuidedModel` returning an
-:class:`~tgsample.guidance.Estimate` ``(denoised, direction)``. The trajectory moves
-toward ``denoised`` and carries the implied noise ``d = (x - direction) / sigma``.
-With ``denoised == direction`` every solver reduces to its k-diffusion namesake.
+Each solver is one short function in the style of k-diffusion's `sampling.py`, declaring what it
+provides to guidances ([`provides`][tgsample.solvers.provides]):
+`solver(model, x, sigmas, *, callback=None, disable=None, **options) -> x`, where
+`model(x, sigma, i, stage=0)` is a [`GuidedModel`][tgsample.solvers.GuidedModel] returning an
+[`Estimate`][tgsample.guidance.base.Estimate] `(denoised, direction)`. The trajectory moves
+toward `denoised` and carries the implied noise `d = (x - direction) / sigma`.
+With `denoised == direction` every solver reduces to its k-diffusion namesake.
 """
 
 from __future__ import annotations
@@ -29,21 +29,24 @@ __all__ = ["GuidedModel", "STEP_INDEX", "SPLIT_DIRECTION", "CAPABILITIES", "capa
            "sample_euler_ancestral", "sample_lcm", "sample_tcd", "tcd_sigma_s"]
 
 Callback = Optional[Callable[[dict], Any]]
+"""k-diffusion's step callback: called with `{"x", "i", "sigma", "sigma_hat", "denoised"}`."""
 
-#: a solver capability: it passes the step index ``i`` (and so ``ctx.sigma_next``, ``ctx.sigmas``).
 STEP_INDEX = "step_index"
-#: a solver capability: it moves along ``direction`` separately from ``denoised``.
+"""a solver capability: it passes the step index `i` (and so `ctx.sigma_next`, `ctx.sigmas`)."""
 SPLIT_DIRECTION = "split_direction"
+"""a solver capability: it moves along `direction` separately from `denoised`."""
 CAPABILITIES = (STEP_INDEX, SPLIT_DIRECTION)
+"""Every solver capability that [`provides`][tgsample.solvers.provides] accepts."""
 
 
 class GuidedModel:
     """A denoiser bound to a guidance, its conditioning, the schedule and the noise streams: the solver
     side of the solver <-> guidance contract.
 
-    ``model(x, sigma, i, stage=0)`` evaluates the guidance at step ``i`` (``None`` if unknown) with
-    ``sigma`` and ``ctx.sigma_next`` as ``[B]`` tensors in ``x``'s dtype/device, and one per-run scratch
-    dict (:meth:`tgsample.guidance.StepContext.scratch`): a new ``GuidedModel`` is a new run.
+    `model(x, sigma, i, stage=0)` evaluates the guidance at step `i` (`None` if unknown) with
+    `sigma` and `ctx.sigma_next` as `[B]` tensors in `x`'s dtype/device, and one per-run scratch
+    dict ([`tgsample.guidance.StepContext.scratch`][tgsample.guidance.base.StepContext.scratch]): a new `GuidedModel` is
+    a new run.
     """
 
     def __init__(self, denoiser: Any, guidance: Guidance, cond: Cond, uncond: Optional[Cond] = None,
@@ -74,29 +77,32 @@ class GuidedModel:
 
 
 def _steps(n: int, disable: Optional[bool]) -> Iterable[int]:
-    """``range(n)``, with a progress bar unless ``disable`` (no tqdm object when it is off)."""
+    """`range(n)`, with a progress bar unless `disable` (no tqdm object when it is off)."""
     return range(n) if disable else trange(n, disable=disable)
 
 
 def levels(sigmas: Tensor) -> list[float]:
-    """The schedule as Python floats, read once per run: the solvers branch on these (``sigma_{i+1} > 0``),
+    """The schedule as Python floats, read once per run: the solvers branch on these (`sigma_{i+1} > 0`),
     never on a device tensor, so a step queues its work without waiting for the device."""
     return sigmas.tolist()
 
 
 def report(callback: Callback, x: Tensor, i: int, sigma: Tensor, est: Estimate,
            sigma_hat: Optional[Tensor] = None) -> None:
-    """Call ``callback`` (if any) with k-diffusion's step dict ``{"x", "i", "sigma", "sigma_hat", "denoised"}``."""
+    """Call `callback` (if any) with k-diffusion's step dict `{"x", "i", "sigma", "sigma_hat", "denoised"}`."""
     if callback is not None:
         callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma if sigma_hat is None else sigma_hat,
                   "denoised": est.denoised})
 
 
 def provides(*capabilities: str) -> Callable[[Callable], Callable]:
-    """Declare what a solver function provides to guidances: :data:`STEP_INDEX`, :data:`SPLIT_DIRECTION`::
+    """Declare what a solver function provides to guidances: [`STEP_INDEX`][tgsample.solvers.STEP_INDEX],
+    [`SPLIT_DIRECTION`][tgsample.solvers.SPLIT_DIRECTION]:
 
-        @provides(STEP_INDEX, SPLIT_DIRECTION)
-        def sample_mine(model, x, sigmas, *, callback=None, disable=None): ...
+    ```python
+    @provides(STEP_INDEX, SPLIT_DIRECTION)
+    def sample_mine(model, x, sigmas, *, callback=None, disable=None): ...
+    ```
 
     A solver that declares nothing runs only guidances that need neither (none, CFG, ...).
     """
@@ -112,14 +118,15 @@ def provides(*capabilities: str) -> Callable[[Callable], Callable]:
 
 
 def capabilities(solver: Callable) -> frozenset:
-    """What ``solver`` declared with :func:`provides` (through ``functools.partial``); empty if nothing."""
+    """What `solver` declared with [`provides`][tgsample.solvers.provides] (through `functools.partial`); empty if
+    nothing."""
     while isinstance(solver, functools.partial):
         solver = solver.func
     return frozenset(getattr(solver, "provides", ()))
 
 
 def requirements(guidance: Any) -> frozenset:
-    """What ``guidance`` needs from a solver (its ``needs_step`` / ``splits_direction`` flags)."""
+    """What `guidance` needs from a solver (its `needs_step` / `splits_direction` flags)."""
     needs = set()
     if getattr(guidance, "needs_step", False):
         needs.add(STEP_INDEX)
@@ -142,8 +149,9 @@ def _able(needs: Iterable[str]) -> list[str]:
 
 
 def check_solver(solver: Callable, guidance: Any, name: Optional[str] = None) -> None:
-    """Refuse, before sampling, a solver that cannot honour what ``guidance`` needs: an
-    :class:`~tgsample.errors.UnsupportedGuidanceError` naming the registered solvers (plugins included) that can."""
+    """Refuse, before sampling, a solver that cannot honour what `guidance` needs: an
+    [`UnsupportedGuidanceError`][tgsample.errors.UnsupportedGuidanceError] naming the registered solvers (plugins
+    included) that can."""
     missing = requirements(guidance) - capabilities(solver)
     if missing:
         what = {STEP_INDEX: "the step index (sigma_next, the schedule)",
@@ -158,7 +166,7 @@ def check_solver(solver: Callable, guidance: Any, name: Optional[str] = None) ->
 @torch.no_grad()
 def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                  disable: Optional[bool] = None) -> Tensor:
-    """Euler (DDIM): ``x_{i+1} = denoised + sigma_{i+1} (x_i - direction) / sigma_i``."""
+    r"""Euler (DDIM): $x_{i+1} = \text{denoised} + \sigma_{i+1} (x_i - \text{direction}) / \sigma_i$."""
     for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
         report(callback, x, i, sigmas[i], est)
@@ -170,7 +178,8 @@ def sample_euler(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Cal
 @torch.no_grad()
 def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta: float = 1.0,
                            s_noise: float = 1.0, callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
-    """Euler ancestral: ``x_{i+1} = denoised + sigma_down d + sigma_up z`` (:func:`tgsample.math.ancestral_split`)."""
+    r"""Euler ancestral: $x_{i+1} = \text{denoised} + \sigma_{\text{down}} d + \sigma_{\text{up}} z$
+    ([`tgsample.math.ancestral_split`][tgsample.math.ancestral_split])."""
     s = levels(sigmas)
     downs, ups = M.ancestral_split(sigmas[:-1], sigmas[1:], eta)  # every step's split at once
     for i in _steps(len(sigmas) - 1, disable):
@@ -185,7 +194,8 @@ def sample_euler_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, eta
 
 
 def _downs_are_zero(sigmas: Tensor, eta: float) -> list[bool]:
-    """Per step, whether :func:`tgsample.math.ancestral_split` gives ``sigma_down = 0``: the split of the whole
+    """Per step, whether [`tgsample.math.ancestral_split`][tgsample.math.ancestral_split] gives `sigma_down = 0`: the
+    split of the whole
     schedule at once, on a host copy in the schedule's dtype, read once (no device sync per step)."""
     s = sigmas.detach().cpu()
     down, _ = M.ancestral_split(s[:-1], s[1:], eta)
@@ -194,7 +204,7 @@ def _downs_are_zero(sigmas: Tensor, eta: float) -> list[bool]:
 
 def _exp_step(x: Tensor, sigma: Tensor, sigma_next: Tensor, est: Estimate, direction: Tensor) -> Tensor:
     """First-order exponential-integrator step with a split direction (DPM-Solver++ notation):
-    ``s x + (1 - s) direction + (denoised - est.direction)`` with ``s = sigma_next / sigma``."""
+    `s x + (1 - s) direction + (denoised - est.direction)` with `s = sigma_next / sigma`."""
     h = sigma.log() - sigma_next.log()  # t = -log(sigma)
     return (sigma_next / sigma) * x - torch.expm1(-h) * direction + (est.denoised - est.direction)
 
@@ -203,12 +213,13 @@ def _exp_step(x: Tensor, sigma: Tensor, sigma_next: Tensor, est: Estimate, direc
 @torch.no_grad()
 def sample_dpmpp_2m(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                     disable: Optional[bool] = None) -> Tensor:
-    """DPM-Solver++(2M) with a split direction (docs: Solvers and schedules).
+    r"""DPM-Solver++(2M) with a split direction (docs: Solvers and schedules).
 
-    ``dir_d = (1 + 1/(2r)) direction - 1/(2r) old_direction``,
-    ``x_{i+1} = s x + (1 - s) dir_d + (denoised - direction)``, ``s = sigma_{i+1} / sigma_i``.
-    The correction term uses ``denoised - direction`` of the current step only (not ComfyUI's
-    ``denoised - old_uncond``), so CFG++ at ``lam = 0`` is exactly the unconditional trajectory.
+    $$\text{dir}_d = \Big(1 + \frac{1}{2r}\Big)\, \text{direction} - \frac{1}{2r}\, \text{old\_direction}, \qquad
+    x_{i+1} = s x + (1 - s)\, \text{dir}_d + (\text{denoised} - \text{direction}), \quad s = \sigma_{i+1} / \sigma_i.$$
+
+    The correction term uses `denoised - direction` of the current step only (not ComfyUI's
+    `denoised - old_uncond`), so CFG++ at `lam = 0` is exactly the unconditional trajectory.
     """
     old_direction = None
     s = levels(sigmas)
@@ -231,9 +242,9 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
                               disable: Optional[bool] = None) -> Tensor:
     """DPM-Solver++(2S) ancestral with the guidance applied at both evaluations.
 
-    Stage 1: ``x_mid = denoised + sigma_mid (x - direction) / sigma`` at ``sigma_mid = sqrt(sigma sigma_down)``;
-    stage 2: ``x' = s x + (1 - s) direction_2 + (denoised_2 - direction_2)``, ``s = sigma_down / sigma``;
-    then ``+ sigma_up z``. A step-aware guidance sees the same step ``i`` (and ``sigma_{i+1}``) at both stages.
+    Stage 1: `x_mid = denoised + sigma_mid (x - direction) / sigma` at `sigma_mid = sqrt(sigma sigma_down)`;
+    stage 2: `x' = s x + (1 - s) direction_2 + (denoised_2 - direction_2)`, `s = sigma_down / sigma`;
+    then `+ sigma_up z`. A step-aware guidance sees the same step `i` (and `sigma_{i+1}`) at both stages.
     """
     s, zero = levels(sigmas), _downs_are_zero(sigmas, eta)
     downs, ups = M.ancestral_split(sigmas[:-1], sigmas[1:], eta)  # every step's split at once
@@ -258,7 +269,7 @@ def sample_dpmpp_2s_ancestral(model: GuidedModel, x: Tensor, sigmas: Tensor, *, 
 @torch.no_grad()
 def sample_lcm(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callback = None,
                disable: Optional[bool] = None) -> Tensor:
-    """Consistency / LCM multistep sampling: ``x_{i+1} = denoised + sigma_{i+1} z`` (fresh noise)."""
+    r"""Consistency / LCM multistep sampling: $x_{i+1} = \text{denoised} + \sigma_{i+1} z$ (fresh noise)."""
     s = levels(sigmas)
     for i in _steps(len(sigmas) - 1, disable):
         est = model(x, sigmas[i], i)
@@ -270,11 +281,11 @@ def sample_lcm(model: GuidedModel, x: Tensor, sigmas: Tensor, *, callback: Callb
 
 
 def tcd_sigma_s(denoiser: Any, sigma_next: Tensor, gamma: float) -> Tensor:
-    """TCD's intermediate level ``sigma_s`` for a step ending at ``sigma_next``.
+    """TCD's intermediate level `sigma_s` for a step ending at `sigma_next`.
 
-    On a model's discrete table: ``s = floor((1 - gamma) * round(t(sigma_next)))``, ``sigma_s = sigma(s)``
-    (diffusers' ``TCDScheduler``). For a continuous model without a table, ``t = sigma`` (EDM's time):
-    ``sigma_s = (1 - gamma) * sigma_next``. ``sigma_next = 0`` gives 0.
+    On a model's discrete table: `s = floor((1 - gamma) * round(t(sigma_next)))`, `sigma_s = sigma(s)`
+    (diffusers' `TCDScheduler`). For a continuous model without a table, `t = sigma` (EDM's time):
+    `sigma_s = (1 - gamma) * sigma_next`. `sigma_next = 0` gives 0.
     """
     if sigma_next == 0:
         return sigma_next
@@ -286,19 +297,21 @@ def tcd_sigma_s(denoiser: Any, sigma_next: Tensor, gamma: float) -> Tensor:
 
 
 TCD_FINALS = ("x0", "t0")
+"""How TCD ends a run: the last x0 estimate, or a last step to timestep 0."""
 
 
 @provides(STEP_INDEX, SPLIT_DIRECTION)
 @torch.no_grad()
 def sample_tcd(model: GuidedModel, x: Tensor, sigmas: Tensor, *, gamma: float = 0.3, final: str = "x0",
                callback: Callback = None, disable: Optional[bool] = None) -> Tensor:
-    """TCD / TDD gamma-sampling: deterministic to ``sigma_s``, then fresh noise to ``sigma_{i+1}``.
+    r"""TCD / TDD gamma-sampling: deterministic to `sigma_s`, then fresh noise to `sigma_{i+1}`.
 
-    ``x_{i+1} = denoised + sigma_s d + sqrt(sigma_{i+1}^2 - sigma_s^2) z`` (:func:`tcd_sigma_s`).
-    ``gamma = 0`` is Euler on table entries; ``gamma = 1`` is LCM where ``sigma(t=0) = 0``.
-    ``final="x0"`` ends on the x0 estimate; ``final="t0"`` ends as diffusers' ``TCDScheduler`` does, on the
-    VP latent at the table's ``t = 0`` (sigma ``s0 = sigma(0)``, 0.029 for SD):
-    ``(denoised + s0 d) / sqrt(1 + s0^2) = sqrt(abar_0) x0 + sqrt(1 - abar_0) eps``.
+    $x_{i+1} = \text{denoised} + \sigma_s d + \sqrt{\sigma_{i+1}^2 - \sigma_s^2}\, z$
+    ([`tcd_sigma_s`][tgsample.solvers.tcd_sigma_s]).
+    `gamma = 0` is Euler on table entries; `gamma = 1` is LCM where `sigma(t=0) = 0`.
+    `final="x0"` ends on the x0 estimate; `final="t0"` ends as diffusers' `TCDScheduler` does, on the
+    VP latent at the table's `t = 0` (sigma `s0 = sigma(0)`, 0.029 for SD):
+    `(denoised + s0 d) / sqrt(1 + s0^2) = sqrt(abar_0) x0 + sqrt(1 - abar_0) eps`.
     """
     if not 0.0 <= gamma <= 1.0:
         raise ConfigError(f"TCD gamma={gamma!r} is outside the allowed range [0, 1]")

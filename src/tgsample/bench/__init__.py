@@ -1,1 +1,1 @@
-"""Benchmarks (``tgsample bench ...``): :mod:`tgsample.bench.quality` reproduces the paper's tables in miniature."""
+"""Benchmarks (`tgsample bench ...`): `tgsample.bench.quality` reproduces the paper's tables in miniature."""

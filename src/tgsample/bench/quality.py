@@ -1,20 +1,20 @@
-"""``tgsample bench quality``: the paper's tables in miniature, on the shipped digit models.
+"""`tgsample bench quality`: the paper's tables in miniature, on the shipped digit models.
 
-For each student (default: ``digits`` and ``digits-compact``) every configuration is sampled on
-``R`` replicates ("seeds") of ``n`` samples, classes balanced (sample ``i`` has label ``i mod 10``,
-noise seed ``seed + r * n + i``). Each replicate is scored by the shipped digit classifier:
+For each student (default: `digits` and `digits-compact`) every configuration is sampled on
+`R` replicates ("seeds") of `n` samples, classes balanced (sample `i` has label `i mod 10`,
+noise seed `seed + r * n + i`). Each replicate is scored by the shipped digit classifier:
 
-* ``FD``: Frechet distance of its features against the real train split (1,437 images), the
+* `FD`: Frechet distance of its features against the real train split (1,437 images), the
   role FID plays in the paper; the real-data floor is the held-out test split (360 real images)
   scored the same way (FD has a small-sample bias ~1/n, so a floor at n=360 is a bit pessimistic
   next to samples at n=1000);
-* ``acc``: the fraction classified as the requested digit (the role of ImageReward / PickScore).
+* `acc`: the fraction classified as the requested digit (the role of ImageReward / PickScore).
 
 Results are **paired**: a configuration and its baseline share every random draw (initial
 noise, the solver's ancestral noise; the teacher's renoise draws come from their own streams),
 so a difference is computed per replicate and reported as the mean difference with its 95 %
-t-interval over replicates. Lower FD is better; higher acc is better. ``time`` is the mean wall
-time of one replicate's ``tgsample.sample`` call (``n`` samples, this machine, the thread count
+t-interval over replicates. Lower FD is better; higher acc is better. `time` is the mean wall
+time of one replicate's `tgsample.sample` call (`n` samples, this machine, the thread count
 printed in the header).
 """
 
@@ -39,12 +39,13 @@ class Run:
 
     key: str
     label: str
-    recipe: Callable[[Any, Any], Any]  # (plain Recipe, guided Recipe) -> Recipe
+    recipe: Callable[[Any, Any], Any]
+    """(plain Recipe, guided Recipe) -> Recipe"""
 
 
 @dataclass
 class Row:
-    """A table row: ``run`` compared with ``base`` (paired) or alone (``base=None``)."""
+    """A table row: `run` compared with `base` (paired) or alone (`base=None`)."""
 
     table: str
     label: str
@@ -53,13 +54,13 @@ class Row:
 
 
 def _plain(**fields: Any) -> Callable[[Any, Any], Any]:
-    """The student's plain recipe with ``fields`` replaced."""
+    """The student's plain recipe with `fields` replaced."""
     return lambda plain, guided: plain.replace(**fields)
 
 
 def _tg(student: Optional[dict] = None, **spec: Any) -> Callable[[Any, Any], Any]:
-    """The student's teacher-guided recipe with ``spec`` changing its teacher-guidance options (and
-    ``student`` its own guidance); recipe fields in ``spec`` (``solver``, ...) replace the recipe's."""
+    """The student's teacher-guided recipe with `spec` changing its teacher-guidance options (and
+    `student` its own guidance); recipe fields in `spec` (`solver`, ...) replace the recipe's."""
     fields = {k: spec.pop(k) for k in list(spec) if k in ("solver", "schedule", "steps", "sigmas")}
 
     def make(plain: Any, guided: Any) -> Any:
@@ -72,7 +73,7 @@ def _tg(student: Optional[dict] = None, **spec: Any) -> Callable[[Any, Any], Any
 
 
 def _steps(k: int) -> Callable[[Any, Any], Any]:
-    """The plain recipe with ``k`` more steps on the student's own sigma range."""
+    """The plain recipe with `k` more steps on the student's own sigma range."""
     def make(plain: Any, guided: Any) -> Any:
         from ..models.digits import student_schedule
 
@@ -83,7 +84,7 @@ def _steps(k: int) -> Callable[[Any, Any], Any]:
 
 
 def _karras(make: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``make``'s recipe on a Karras schedule over the model's range with the same number of steps."""
+    """`make`'s recipe on a Karras schedule over the model's range with the same number of steps."""
     def karras(plain: Any, guided: Any) -> Any:
         r = make(plain, guided)
         return r.replace(sigmas=None, schedule="karras", steps=len(plain.sigmas) - 1)
@@ -92,7 +93,7 @@ def _karras(make: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 
 def _on_w1(name: str, value: float) -> dict:
-    """CFG / CFG++ on the student at the fixed distilled scale ``w = 1`` (the plain conditional student)."""
+    """CFG / CFG++ on the student at the fixed distilled scale `w = 1` (the plain conditional student)."""
     inner = {"name": name, "scale": value} if name == "cfg" else {"name": name, "lam": value}
     return {"name": "distilled_cfg", "scale": 1.0, "inner": inner}
 
@@ -161,7 +162,7 @@ def _plan(lams: Sequence[float], teacher_cfgs: Sequence[float], student_cfg: flo
 # ----------------------------------------------------------------------------- statistics
 
 def verdict(m: float, h: float, better_low: bool) -> str:
-    """``better`` / ``worse`` when the interval excludes 0, else ``no clear difference``."""
+    """`better` / `worse` when the interval excludes 0, else `no clear difference`."""
     if math.isnan(h) or abs(m) <= h:
         return "no clear difference"
     return "better" if (m < 0) == better_low else "worse"
@@ -195,7 +196,7 @@ class Scorer:
 
 
 def sample_run(run: Run, student: Any, teacher: Any, cond: dict, uncond: dict, seeds: list[int]) -> Any:
-    """Samples ``[n, 1, 8, 8]`` of one configuration: ``tgsample.sample`` with its recipe."""
+    """Samples `[n, 1, 8, 8]` of one configuration: `tgsample.sample` with its recipe."""
     from ..sampling import sample
 
     recipe = run.recipe(student.recipes[""], student.recipes["++"])

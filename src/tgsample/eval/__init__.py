@@ -1,12 +1,18 @@
-"""``tgsample eval`` / ``tgsample export``: FID, KID, CLIP score, preference scores and paired comparisons of runs.
+"""`tgsample eval` / `tgsample export`: FID, KID, CLIP score, preference scores and paired comparisons of runs.
 
-* :func:`evaluate` (:mod:`.evaluation`): per-run metrics and paired comparisons with intervals, win rates
-  and Holm-adjusted p-values, as a :class:`Result` (Markdown / JSON / CSV / plot, :mod:`.report`);
-* :func:`reference_stats`: reference statistics of a folder or dataset, saved with provenance;
-* :func:`export` (:mod:`.export`): a run in the folder layouts of the field's evaluators;
-* :mod:`.extractors`: feature networks and scorers (:data:`EXTRACTORS`, any ``nn.Module`` plugs in);
-* :mod:`.features`: extraction on Lightning ``Trainer.predict``, cached per image id;
-* :mod:`.metrics` (clean-fid's FID / KID), :mod:`.stats` (intervals, tests, Holm), :mod:`.runs` (what is read).
+* [`evaluate`][tgsample.eval.evaluation.evaluate] ([`evaluation`][tgsample.eval.evaluation]): per-run metrics and paired
+comparisons with intervals, win rates
+  and Holm-adjusted p-values, as a [`Result`][tgsample.eval.evaluation.Result] (Markdown / JSON / CSV / plot,
+  [`report`][tgsample.eval.report]);
+* [`reference_stats`][tgsample.eval.evaluation.reference_stats]: reference statistics of a folder or dataset, saved with
+provenance;
+* [`export`][tgsample.eval.export] ([`export`][tgsample.eval.export]): a run in the folder layouts of the field's
+evaluators;
+* [`extractors`][tgsample.eval.extractors]: feature networks and scorers
+([`EXTRACTORS`][tgsample.eval.extractors.EXTRACTORS], any `nn.Module` plugs in);
+* [`features`][tgsample.eval.features]: extraction on Lightning `Trainer.predict`, cached per image id;
+* [`metrics`][tgsample.eval.metrics] (clean-fid's FID / KID), [`stats`][tgsample.eval.stats] (intervals, tests, Holm),
+[`runs`][tgsample.eval.runs] (what is read).
 
 Importing this package is cheap; the names below load their modules on first use.
 """

@@ -1,4 +1,4 @@
-"""``tgsample eval`` and ``tgsample export``.
+"""`tgsample eval` and `tgsample export`.
 
     tgsample eval runs/digits-compact runs/digits-compact++            # the digit models: defaults from the run
     tgsample eval runs/lcm runs/lcm++ --reference coco10k.npz --features inception --scores clip,pickscore \\
@@ -6,9 +6,9 @@
     tgsample eval --reference-stats /data/coco-val2014-10k --features inception --out coco10k.npz
     tgsample export runs/lcm --format geneval --metadata geneval/prompts/evaluation_metadata.jsonl --out geneval/lcm
 
-``eval`` writes ``eval.md`` (the tables), ``eval.json``, ``per_image.csv`` and ``eval.png`` to ``--out`` and
-prints the tables. Feature extraction runs on Lightning ``Trainer.predict``: ``--devices 8 --strategy ddp``
-(or torchrun / SLURM, as for ``tgsample generate``). Exit status: 0 done, 2 bad input (one line, no traceback).
+`eval` writes `eval.md` (the tables), `eval.json`, `per_image.csv` and `eval.png` to `--out` and
+prints the tables. Feature extraction runs on Lightning `Trainer.predict`: `--devices 8 --strategy ddp`
+(or torchrun / SLURM, as for `tgsample generate`). Exit status: 0 done, 2 bad input (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def _devices(s: str) -> Any:
 
 
 def eval_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tgsample eval`."""
     p = argparse.ArgumentParser(prog="tgsample eval", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Defaults (--features, --reference, --scores) come from the first run's student "
@@ -137,7 +138,7 @@ def _run_eval(a: argparse.Namespace, command: str) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``tgsample eval``; returns the exit status."""
+    """`tgsample eval`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = eval_parser().parse_args(argv)
     try:
@@ -148,6 +149,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def export_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tgsample export`."""
     from .export import FORMATS, MODES
 
     p = argparse.ArgumentParser(prog="tgsample export", description="Write a run in an evaluator's folder layout "
@@ -162,7 +164,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def export_main(argv: Optional[list[str]] = None) -> int:
-    """``tgsample export``; returns the exit status."""
+    """`tgsample export`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = export_parser().parse_args(argv)
     try:

@@ -1,4 +1,5 @@
-"""Errors of ``tgsample eval`` / ``tgsample export`` (all :class:`tgsample.errors.TgsampleError` subclasses)."""
+"""Errors of `tgsample eval` / `tgsample export` (all [`tgsample.errors.TgsampleError`][tgsample.errors.TgsampleError]
+subclasses)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from ..errors import ConfigError, TgsampleError
 
 
 class RunError(ConfigError):
-    """A run directory, its ``manifest.jsonl`` or one of its images is missing or malformed."""
+    """A run directory, its `manifest.jsonl` or one of its images is missing or malformed."""
 
 
 class PairingError(ConfigError):

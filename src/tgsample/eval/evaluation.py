@@ -1,21 +1,23 @@
-"""``evaluate``: the paper's main table for one or more runs; ``reference_stats``: statistics of a dataset.
+"""`evaluate`: the paper's main table for one or more runs; `reference_stats`: statistics of a dataset.
 
-For runs ``A`` (the baseline) and ``B, C, ...`` that share image ids, prompts and seeds (the same
-records generated with different settings, e.g. ``lcm`` vs ``lcm++``):
+For runs `A` (the baseline) and `B, C, ...` that share image ids, prompts and seeds (the same
+records generated with different settings, e.g. `lcm` vs `lcm++`):
 
 * **per run**: FID (and KID) of its images against the reference, and the mean of every per-image
   score (CLIP score, PickScore, ImageReward, HPS v2, digit accuracy, ...), on the ids all runs share;
-* **paired, each run vs the baseline**: for a per-image score the mean of ``d_i = s_B(i) - s_A(i)``
+* **paired, each run vs the baseline**: for a per-image score the mean of `d_i = s_B(i) - s_A(i)`
   with its t-interval and t-test; for FID the difference on the full set with a *paired* bootstrap
   interval (image ids resampled with replacement, the same resample for every run); for KID the mean
-  difference over ``kid_folds`` disjoint folds of the ids (paired per fold, same reference subsets),
+  difference over `kid_folds` disjoint folds of the ids (paired per fold, same reference subsets),
   with its t-interval; a **per-prompt win rate** for per-image scores (a prompt is won when its
   mean score is better; ties count half; Wilson interval); p-values **Holm-adjusted** over every
   comparison in the table (all runs x all metrics), and a verdict at the family-wise level.
 
-The reference is a folder of images, a built-in dataset (:data:`tgsample.eval.runs.DATASETS`) or a
-``.npz`` written by :func:`reference_stats` (or any file with clean-fid / pytorch-fid's ``mu`` and
-``sigma``; ``feats`` too for KID). Statistics condition on the reference: it is fixed, the generated
+The reference is a folder of images, a built-in dataset ([`tgsample.eval.runs.DATASETS`][tgsample.eval.runs.DATASETS])
+or a
+`.npz` written by [`reference_stats`][tgsample.eval.evaluation.reference_stats] (or any file with clean-fid /
+pytorch-fid's `mu` and
+`sigma`; `feats` too for KID). Statistics condition on the reference: it is fixed, the generated
 images are the random part (each with its seed).
 """
 
@@ -40,15 +42,18 @@ from .stats import holm, mean_ci, t_pvalue, wilson
 
 __all__ = ["evaluate", "reference_stats", "load_reference", "Reference", "Result", "EVAL_DEFAULTS"]
 
-#: a student's evaluation defaults (students registry name -> features, reference, scores); a model that
-#: ships its own feature network adds one line here.
 EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"features": "digits", "reference": "digits-train", "scores": ["digits"]},
     "digits-compact": {"features": "digits", "reference": "digits-train", "scores": ["digits"]},
 }
+"""a student's evaluation defaults (students registry name -> features, reference, scores); a model that
+ships its own feature network adds one line here."""
 FALLBACK = {"features": "inception", "reference": None, "scores": []}
+"""The evaluation defaults for a run whose student has no entry in
+[`EVAL_DEFAULTS`][tgsample.eval.evaluation.EVAL_DEFAULTS]."""
 
 PathLike = Union[str, Path]
+"""A path given as a string or a `Path`."""
 
 
 # ----------------------------------------------------------------------------- reference statistics
@@ -59,9 +64,11 @@ class Reference:
     """Statistics of the reference set in one feature space.
 
     Attributes:
-        mu, sigma: mean and covariance of its features.
-        features: the features themselves (KID needs them), or ``None``.
-        provenance: source, count, feature network identity, tgsample version, date (see :func:`reference_stats`).
+        mu: the mean of its features.
+        sigma: the covariance of its features.
+        features: the features themselves (KID needs them), or `None`.
+        provenance: source, count, feature network identity, tgsample version, date (see
+            [`reference_stats`][tgsample.eval.evaluation.reference_stats]).
     """
 
     mu: np.ndarray
@@ -90,7 +97,7 @@ def _same_network(a: dict, b: dict) -> bool:
 
 
 def load_reference(path: PathLike, extractor: Optional[Extractor] = None, precision: str = "32-true") -> Reference:
-    """Read a ``.npz`` of reference statistics; with ``extractor``, check it was made with that network."""
+    """Read a `.npz` of reference statistics; with `extractor`, check it was made with that network."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise ReferenceStatsError(f"reference statistics {str(path)!r} do not exist; make them with "
@@ -125,10 +132,10 @@ def reference_stats(source: Union[PathLike, Source], features: Union[str, Extrac
                     out: Optional[PathLike] = None, weights: Optional[PathLike] = None, keep_features: bool = True,
                     cache_dir: Optional[PathLike] = None, batch_size: int = 64, num_workers: int = 0,
                     trainer: Optional[dict] = None, progress: bool = True) -> Optional[Reference]:
-    """Features of every image of ``source`` (a folder or a built-in dataset) -> ``mu``, ``sigma`` (and the
-    features, for KID), saved to ``out`` (``.npz``, readable by clean-fid / pytorch-fid too) with provenance:
+    """Features of every image of `source` (a folder or a built-in dataset) -> `mu`, `sigma` (and the
+    features, for KID), saved to `out` (`.npz`, readable by clean-fid / pytorch-fid too) with provenance:
     source, count, feature network identity (name, weights digest, transform, precision), tgsample version, date.
-    Returns ``None`` on ranks other than 0."""
+    Returns `None` on ranks other than 0."""
     from .features import extract
 
     src = open_source(source)
@@ -147,7 +154,7 @@ def reference_stats(source: Union[PathLike, Source], features: Union[str, Extrac
 
 
 def save_reference(ref: Reference, out: PathLike, keep_features: bool = True) -> Path:
-    """Write ``mu``, ``sigma`` (float64), ``feats`` (float32, optional) and ``provenance`` (JSON) to a ``.npz``."""
+    """Write `mu`, `sigma` (float64), `feats` (float32, optional) and `provenance` (JSON) to a `.npz`."""
     import os
 
     path = Path(out).expanduser()
@@ -178,8 +185,9 @@ def _check_writable(folder: Path) -> None:
 class Result:
     """An evaluation: per-run values, paired comparisons, and what they were computed from.
 
-    ``as_dict()`` is the JSON; :meth:`markdown` the tables; :meth:`save` writes ``eval.md``, ``eval.json``,
-    ``per_image.csv`` and ``eval.png``.
+    `as_dict()` is the JSON; `markdown` the tables; [`save`][tgsample.eval.evaluation.Result.save] writes `eval.md`,
+    `eval.json`,
+    `per_image.csv` and `eval.png`.
     """
 
     runs: list[dict]
@@ -189,7 +197,8 @@ class Result:
     reference: Optional[dict]
     networks: dict
     settings: dict
-    per_image: dict = field(default_factory=dict, repr=False)  # run -> metric -> array, rows = ids
+    per_image: dict = field(default_factory=dict, repr=False)
+    """run -> metric -> array, rows = ids"""
     ids: list[str] = field(default_factory=list, repr=False)
     items: list[Any] = field(default_factory=list, repr=False)
 
@@ -231,7 +240,7 @@ def _as_list(v: Any) -> list:
 
 
 def _name(spec: Any) -> str:
-    """The key of a network spec: a name / ``module:attr`` string, or the object's ``name`` (class name)."""
+    """The key of a network spec: a name / `module:attr` string, or the object's `name` (class name)."""
     return spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
 
 
@@ -246,31 +255,41 @@ def evaluate(runs: Sequence[Union[PathLike, Source]], *, reference: Any = "defau
              seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000, kid_folds: int = 10,
              cache_dir: Optional[PathLike] = None, batch_size: int = 64, num_workers: int = 0,
              trainer: Optional[dict] = None, progress: bool = True) -> Optional[Result]:
-    """Evaluate runs (see the module docs); the first run (or ``baseline``) is the one the others are compared with.
+    """Evaluate runs (see the module docs); the first run (or `baseline`) is the one the others are compared with.
 
     Args:
-        runs: run directories (``tgsample generate`` outputs), image folders, or :class:`Source` objects.
-        reference: a folder, a built-in dataset name, a ``.npz`` of :func:`reference_stats`, or ``None`` (no
-            FID / KID). ``"default"``: the run's student's default (:data:`EVAL_DEFAULTS`).
-        features: the feature network of FID / KID: a name in :data:`tgsample.eval.extractors.EXTRACTORS`,
-            ``"module:attr"``, an ``nn.Module`` or an :class:`Extractor` (``"default"``: the student's default,
-            else ``"inception"``).
-        scores: per-image scorers (names, specs or Extractors), e.g. ``["clip", "pickscore"]``.
-        metrics: which to report (``"fid"``, ``"kid"`` and score names such as ``"clip"``, ``"acc"``); default:
+        runs: run directories (`tgsample generate` outputs), image folders, or [`Source`][tgsample.eval.runs.Source]
+            objects.
+        reference: a folder, a built-in dataset name, a `.npz` of
+            [`reference_stats`][tgsample.eval.evaluation.reference_stats], or `None` (no
+            FID / KID). `"default"`: the run's student's default
+            ([`EVAL_DEFAULTS`][tgsample.eval.evaluation.EVAL_DEFAULTS]).
+        features: the feature network of FID / KID: a name in
+            [`tgsample.eval.extractors.EXTRACTORS`][tgsample.eval.extractors.EXTRACTORS],
+            `"module:attr"`, an `nn.Module` or an [`Extractor`][tgsample.eval.extractors.Extractor] (`"default"`: the
+            student's default,
+            else `"inception"`).
+        scores: per-image scorers (names, specs or Extractors), e.g. `["clip", "pickscore"]`.
+        metrics: which to report (`"fid"`, `"kid"` and score names such as `"clip"`, `"acc"`); default:
             every one available.
-        weights: local weights per network name (``{"inception": "/w/inception-2015-12-05.pt"}``).
+        weights: local weights per network name (`{"inception": "/w/inception-2015-12-05.pt"}`).
         labels: names of the runs in tables (default: directory names).
         level: the confidence level of every interval, and the family-wise level of the verdicts.
         resamples: bootstrap resamples for FID.
-        bootstrap: ``"basic"`` or ``"percentile"`` bootstrap interval.
+        bootstrap: `"basic"` or `"percentile"` bootstrap interval.
         seed: seeds the bootstrap and the KID subsets.
-        kid_subsets, kid_subset_size: KID's random subsets (clean-fid's ``num_subsets`` / ``max_subset_size``).
+        kid_subsets: the number of KID's random subsets (clean-fid's `num_subsets`).
+        kid_subset_size: the largest size of a KID subset (clean-fid's `max_subset_size`).
         kid_folds: disjoint folds of the paired KID interval.
-        cache_dir, batch_size, num_workers, trainer: how features are extracted (:func:`tgsample.eval.features.extract`).
+        cache_dir: where extracted features are cached
+            ([`tgsample.eval.features.extract`][tgsample.eval.features.extract], as the next three).
+        batch_size: images per batch of the feature extraction.
+        num_workers: data-loader workers of the feature extraction.
+        trainer: Lightning Trainer options of the feature extraction.
         progress: show a progress bar.
 
     Returns:
-        a :class:`Result`, or ``None`` on ranks other than 0 of a multi-process run.
+        a [`Result`][tgsample.eval.evaluation.Result], or `None` on ranks other than 0 of a multi-process run.
     """
     from .features import extract
 
@@ -476,7 +495,7 @@ def _score(key: str, higher: bool, sources: Sequence[Source], per_image: dict, i
 
 
 def write_per_image(result: Result, path: Path) -> Path:
-    """``id, prompt, seed, <run>:<metric> ...`` for every paired image."""
+    """`id, prompt, seed, <run>:<metric> ...` for every paired image."""
     runs = list(result.per_image)
     keys = sorted({k for r in runs for k in result.per_image[r]})
     with path.open("w", newline="", encoding="utf-8") as f:

@@ -1,27 +1,28 @@
-"""A run in the folder layouts the field's evaluators read (``tgsample export``; torch-free).
+"""A run in the folder layouts the field's evaluators read (`tgsample export`; torch-free).
 
 =================  ==========================================================================  =====================
 format             layout (as the evaluator parses it)                                          needs
 =================  ==========================================================================  =====================
-``captions``       ``images/<id>.png``, ``texts/<id>.txt`` (CLIP-score scripts that pair two     —
-                   folders by sorted file name, e.g. ``python -m clip_score images texts``) and
-                   ``metadata.jsonl`` (``{"file_name": "images/<id>.png", "text": ...}``, the
-                   Hugging Face ``imagefolder`` captions file)
-``clean-fid``      ``<id>.png``, one flat folder (``cleanfid.fid.compute_fid(folder, ...)``)    —
-``geneval``        ``<00000>/metadata.jsonl`` (that prompt's line of GenEval's metadata, one      GenEval's
-                   JSON object) and ``<00000>/samples/<0000>.png``; folder = the prompt's line    ``evaluation_metadata.jsonl``
+`captions`       `images/<id>.png`, `texts/<id>.txt` (CLIP-score scripts that pair two     —
+                   folders by sorted file name, e.g. `python -m clip_score images texts`) and
+                   `metadata.jsonl` (`{"file_name": "images/<id>.png", "text": ...}`, the
+                   Hugging Face `imagefolder` captions file)
+`clean-fid`      `<id>.png`, one flat folder (`cleanfid.fid.compute_fid(folder, ...)`)    —
+`geneval`        `<00000>/metadata.jsonl` (that prompt's line of GenEval's metadata, one      GenEval's
+                   JSON object) and `<00000>/samples/<0000>.png`; folder = the prompt's line
+                   `evaluation_metadata.jsonl`
                    number in the metadata file
-``t2i-compbench``  ``samples/<prompt>_<000000>.png``, numbered across the folder, a prompt's      (optional) its prompt
+`t2i-compbench`  `samples/<prompt>_<000000>.png`, numbered across the folder, a prompt's      (optional) its prompt
                    images consecutive, prompts in the order of the benchmark's prompt file       file, for its order
-``hpsv2``          ``<style>/<00000>.jpg`` for ``anime``, ``concept-art``, ``paintings``,          HPSv2's benchmark
-                   ``photo``; index = the prompt's position in ``<style>.json``; one image a     folder (``<style>.json``)
+`hpsv2`          `<style>/<00000>.jpg` for `anime`, `concept-art`, `paintings`,          HPSv2's benchmark
+                   `photo`; index = the prompt's position in `<style>.json`; one image a     folder (`<style>.json`)
                    prompt (the lowest seed)
 =================  ==========================================================================  =====================
 
-Exports **link or copy** (``mode``: ``symlink`` (default, absolute targets), ``hardlink``, ``copy``);
+Exports **link or copy** (`mode`: `symlink` (default, absolute targets), `hardlink`, `copy`);
 the run is never moved or rewritten, and the export folder may not lie inside the run. A file already
 at a target is left alone when it is the same image (a rerun), and is an error otherwise: nothing is
-overwritten or deleted. HPSv2's reader opens ``.jpg`` names with PIL, which reads the PNG bytes by their
+overwritten or deleted. HPSv2's reader opens `.jpg` names with PIL, which reads the PNG bytes by their
 content, so its images are linked unchanged too.
 """
 
@@ -41,13 +42,17 @@ from .runs import Item, Source, open_run
 __all__ = ["export", "FORMATS", "MODES", "HPSV2_STYLES", "ExportSummary"]
 
 MODES = ("symlink", "hardlink", "copy")
+"""How an export places each image: a symbolic link, a hard link or a copy."""
 HPSV2_STYLES = ("anime", "concept-art", "paintings", "photo")
+"""HPS v2's benchmark styles (its folder layout has one folder per style)."""
 PathLike = Union[str, Path]
+"""A path given as a string or a `Path`."""
 
 
 @dataclass
 class ExportSummary:
-    """What :func:`export` wrote: the format, the folder, the number of images and any notes."""
+    """What [`export`][tgsample.eval.export.export] wrote: the format, the folder, the number of images and any
+    notes."""
 
     format: str
     out: Path
@@ -61,7 +66,7 @@ class ExportSummary:
 
 
 class _Writer:
-    """Plans links / copies of images and small text files under ``out``; :meth:`commit` first checks every target
+    """Plans links / copies of images and small text files under `out`; `commit` first checks every target
     (a file already there must be the same, else nothing at all is written), then writes."""
 
     def __init__(self, out: Path, mode: str):
@@ -240,7 +245,6 @@ def _hpsv2(run: Source, w: _Writer, metadata: Optional[Path], notes: list) -> in
     return sum(done.values())
 
 
-#: format -> writer; each takes ``(run, writer, metadata, notes)`` and returns the number of images exported.
 FORMATS: dict[str, Callable[[Source, _Writer, Optional[Path], list], int]] = {
     "captions": _captions,
     "clean-fid": _clean_fid,
@@ -248,11 +252,12 @@ FORMATS: dict[str, Callable[[Source, _Writer, Optional[Path], list], int]] = {
     "t2i-compbench": _t2i_compbench,
     "hpsv2": _hpsv2,
 }
+"""format -> writer; each takes `(run, writer, metadata, notes)` and returns the number of images exported."""
 
 
 def export(run: Union[PathLike, Source], format: str, out: PathLike, *, mode: str = "symlink",
            metadata: Optional[PathLike] = None) -> ExportSummary:
-    """Write ``run`` (a ``tgsample generate`` directory) in an evaluator's layout under ``out`` (see the module docs)."""
+    """Write `run` (a `tgsample generate` directory) in an evaluator's layout under `out` (see the module docs)."""
     if format not in FORMATS:
         import difflib
 

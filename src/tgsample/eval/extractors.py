@@ -1,32 +1,36 @@
 """Feature networks and per-image scorers: the networks an evaluation runs over every image.
 
-An :class:`Extractor` is an ``nn.Module`` with a CPU ``transform`` (PIL image -> tensor, run in the
-DataLoader's worker processes) and a ``forward(x, prompts)`` returning named per-image outputs:
-``"features"`` (a vector per image, for FID / KID) and scores (one number per image: CLIP score,
-PickScore, digit accuracy, ...). Every output is cached per image id (see :mod:`tgsample.eval.features`).
+An [`Extractor`][tgsample.eval.extractors.Extractor] is an `nn.Module` with a CPU `transform` (PIL image -> tensor, run
+in the
+DataLoader's worker processes) and a `forward(x, prompts)` returning named per-image outputs:
+`"features"` (a vector per image, for FID / KID) and scores (one number per image: CLIP score,
+PickScore, digit accuracy, ...). Every output is cached per image id (see
+[`tgsample.eval.features`][tgsample.eval.features]).
 
-Built-ins (:data:`EXTRACTORS`, ``name -> "module:factory"``; other modules add theirs with one line,
-``EXTRACTORS["mini"] = "pkg.module:factory"``):
+Built-ins ([`EXTRACTORS`][tgsample.eval.extractors.EXTRACTORS], `name -> "module:factory"`; other modules add theirs
+with one line,
+`EXTRACTORS["mini"] = "pkg.module:factory"`):
 
 ============  =======================================================  ==================================
 name          network                                                  outputs
 ============  =======================================================  ==================================
-``digits``    the shipped digit classifier (8x8, ``[-1, 1]``)            ``features`` (64-d), ``acc``
-``inception`` FID's Inception-v3 (TorchScript, clean-fid's loader and      ``features`` (2048-d)
+`digits`    the shipped digit classifier (8x8, `[-1, 1]`)            `features` (64-d), `acc`
+`inception` FID's Inception-v3 (TorchScript, clean-fid's loader and      `features` (2048-d)
               "clean" resize)
-``clip``      a CLIP model (transformers)                              ``clip`` (CLIP score), ``features``
-``pickscore`` PickScore (a CLIP model and its processor)               ``pickscore``, ``features``
-``imagereward`` ImageReward (package ``image-reward``)                  ``imagereward``
-``hpsv2``     HPS v2 (package ``hpsv2``)                               ``hpsv2``
+`clip`      a CLIP model (transformers)                              `clip` (CLIP score), `features`
+`pickscore` PickScore (a CLIP model and its processor)               `pickscore`, `features`
+`imagereward` ImageReward (package `image-reward`)                  `imagereward`
+`hpsv2`     HPS v2 (package `hpsv2`)                               `hpsv2`
 ============  =======================================================  ==================================
 
-Anything else plugs in as ``"module:attr"``: an :class:`Extractor`, an ``nn.Module`` (its output is
-the ``features``; its ``transform`` attribute, if any, preprocesses) or a function returning one.
+Anything else plugs in as `"module:attr"`: an [`Extractor`][tgsample.eval.extractors.Extractor], an `nn.Module` (its
+output is
+the `features`; its `transform` attribute, if any, preprocesses) or a function returning one.
 
-Weights come from local paths only; nothing is downloaded at run time. A factory's ``weights``
-argument (``--weights NAME=PATH``) names the file or directory; without it the default location is
-used (``$TGSAMPLE_WEIGHTS``, else ``~/.cache/tgsample/weights``, or the Hugging Face cache for hub
-ids). A missing file raises :class:`~tgsample.eval.errors.MissingWeightsError` naming the path and
+Weights come from local paths only; nothing is downloaded at run time. A factory's `weights`
+argument (`--weights NAME=PATH`) names the file or directory; without it the default location is
+used (`$TGSAMPLE_WEIGHTS`, else `~/.cache/tgsample/weights`, or the Hugging Face cache for hub
+ids). A missing file raises [`MissingWeightsError`][tgsample.eval.errors.MissingWeightsError] naming the path and
 what to download.
 """
 
@@ -50,7 +54,6 @@ __all__ = ["Extractor", "ModuleExtractor", "ImageTransform", "EXTRACTORS", "buil
            "state_digest", "DigitsExtractor", "InceptionExtractor", "CLIPScorer", "ImageRewardScorer",
            "HPSv2Scorer"]
 
-#: name -> ``"module:factory"``; each factory takes ``weights=None`` (a local path) and returns an Extractor.
 EXTRACTORS: dict[str, str] = {
     "digits": "tgsample.eval.extractors:digits",
     "inception": "tgsample.eval.extractors:inception",
@@ -59,16 +62,17 @@ EXTRACTORS: dict[str, str] = {
     "imagereward": "tgsample.eval.extractors:imagereward",
     "hpsv2": "tgsample.eval.extractors:hpsv2",
 }
+"""name -> `"module:factory"`; each factory takes `weights=None` (a local path) and returns an Extractor."""
 
 
 def weights_dir() -> Path:
-    """Where weights are looked for by default: ``$TGSAMPLE_WEIGHTS``, else ``~/.cache/tgsample/weights``."""
+    """Where weights are looked for by default: `$TGSAMPLE_WEIGHTS`, else `~/.cache/tgsample/weights`."""
     env = os.environ.get("TGSAMPLE_WEIGHTS")
     return Path(env).expanduser() if env else Path("~/.cache/tgsample/weights").expanduser()
 
 
 def _local_file(name: str, given: Optional[Union[str, Path]], default: str, download: str) -> Path:
-    """``given`` (a file, or a directory holding ``default``) or ``weights_dir() / default``; it must exist."""
+    """`given` (a file, or a directory holding `default`) or `weights_dir() / default`; it must exist."""
     path = Path(given).expanduser() if given is not None else weights_dir() / default
     if path.is_dir():
         path = path / default
@@ -108,8 +112,8 @@ def state_digest(module: nn.Module) -> str:
 
 
 class ImageTransform:
-    """PIL image -> float tensor ``[C, H, W]``: convert to ``mode``, resize to ``size`` (``(W, H)``, PIL
-    ``resample``) and scale 0..255 to ``scale`` (``(0, 1)``, ``(-1, 1)`` or ``(0, 255)``). Picklable."""
+    """PIL image -> float tensor `[C, H, W]`: convert to `mode`, resize to `size` (`(W, H)`, PIL
+    `resample`) and scale 0..255 to `scale` (`(0, 1)`, `(-1, 1)` or `(0, 255)`). Picklable."""
 
     def __init__(self, mode: str = "RGB", size: Optional[Sequence[int]] = None, scale: Sequence[float] = (0.0, 1.0),
                  resample: str = "bicubic"):
@@ -133,7 +137,7 @@ class ImageTransform:
 
 class CleanResize:
     """clean-fid's "clean" preprocessing: RGB, PIL bicubic resize to 299 x 299 per channel in float (no
-    quantisation), values 0..255, as ``[3, 299, 299]``. Uses clean-fid's own resizer."""
+    quantisation), values 0..255, as `[3, 299, 299]`. Uses clean-fid's own resizer."""
 
     def __init__(self) -> None:
         self._fn: Any = None
@@ -178,9 +182,9 @@ class Extractor(nn.Module):
 
     Attributes:
         name: a short name (tables, cache folders).
-        outputs: output name -> ``True`` / ``False`` (a score, higher / lower is better) or ``None``
-            (``"features"``: a vector per image, for FID / KID).
-        needs_prompt: ``forward`` uses the prompts (scores of image-text agreement).
+        outputs: output name -> `True` / `False` (a score, higher / lower is better) or `None`
+            (`"features"`: a vector per image, for FID / KID).
+        needs_prompt: `forward` uses the prompts (scores of image-text agreement).
         transform: PIL image -> tensor, run on the CPU in the DataLoader's workers (picklable).
     """
 
@@ -199,11 +203,11 @@ class Extractor(nn.Module):
 
 
 class ModuleExtractor(Extractor):
-    """Any ``nn.Module`` ``[B, C, H, W] -> [B, d]`` as the ``features`` of an Extractor.
+    """Any `nn.Module` `[B, C, H, W] -> [B, d]` as the `features` of an Extractor.
 
     Args:
         module: the network (e.g. a small CNN standing in for Inception, or a shipped model's classifier).
-        transform: its preprocessing (default: the module's ``transform`` attribute, else RGB in ``[0, 1]``).
+        transform: its preprocessing (default: the module's `transform` attribute, else RGB in `[0, 1]`).
         name: the name in tables and cache folders (default: the module's class name).
     """
 
@@ -223,7 +227,7 @@ class ModuleExtractor(Extractor):
 
 
 def _class_labels(prompts: Sequence[Any], device: Any) -> Tensor:
-    """Digit class labels of ``prompts`` (ints, or strings of ints); ``-1`` where a prompt is not a digit."""
+    """Digit class labels of `prompts` (ints, or strings of ints); `-1` where a prompt is not a digit."""
     out = []
     for p in prompts:
         try:
@@ -235,7 +239,7 @@ def _class_labels(prompts: Sequence[Any], device: Any) -> Tensor:
 
 
 class DigitsExtractor(Extractor):
-    """The shipped digit classifier: 64-d penultimate ``features`` and ``acc`` (1 when the image is classified as
+    """The shipped digit classifier: 64-d penultimate `features` and `acc` (1 when the image is classified as
     the digit it was generated for, 0 when not, NaN for an image without a digit prompt)."""
 
     name = "digits"
@@ -258,15 +262,17 @@ class DigitsExtractor(Extractor):
 
 
 def digits(weights: Optional[Union[str, Path]] = None) -> DigitsExtractor:
+    """The `digits` feature extractor: the shipped digit classifier's features (optional other weights)."""
     return DigitsExtractor(weights)
 
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
+"""The file name of the Inception weights that clean-fid uses (TorchScript, from its cache)."""
 
 
 class InceptionExtractor(Extractor):
     """FID's Inception-v3 (the TorchScript port of the TF 2015-12-05 graph), loaded by clean-fid's own
-    ``InceptionV3W`` from a local file, with clean-fid's "clean" resize: 2048-d pool features."""
+    `InceptionV3W` from a local file, with clean-fid's "clean" resize: 2048-d pool features."""
 
     name = "inception"
     outputs = {"features": None}
@@ -290,25 +296,26 @@ class InceptionExtractor(Extractor):
 
 
 def inception(weights: Optional[Union[str, Path]] = None) -> InceptionExtractor:
+    """The `inception` feature extractor: clean-fid's Inception-v3 pool features (FID / KID)."""
     return InceptionExtractor(weights)
 
 
 def _pooled(out: Any) -> Tensor:
-    """``get_image_features`` / ``get_text_features`` output as a tensor (transformers 4 and 5)."""
+    """`get_image_features` / `get_text_features` output as a tensor (transformers 4 and 5)."""
     return out if isinstance(out, Tensor) else out.pooler_output
 
 
 class CLIPScorer(Extractor):
-    """CLIP score or PickScore of each image against its prompt, with a transformers ``CLIPModel``.
+    """CLIP score or PickScore of each image against its prompt, with a transformers `CLIPModel`.
 
-    ``kind="clip"``: ``100 * max(cos(image, text), 0)`` (the CLIP score of text-to-image papers and of
-    torchmetrics). ``kind="pickscore"``: ``exp(logit_scale) * cos(image, text)`` (PickScore's). The
-    normalised image embeddings are the ``features`` (an FD in CLIP space).
+    `kind="clip"`: `100 * max(cos(image, text), 0)` (the CLIP score of text-to-image papers and of
+    torchmetrics). `kind="pickscore"`: `exp(logit_scale) * cos(image, text)` (PickScore's). The
+    normalised image embeddings are the `features` (an FD in CLIP space).
 
     Args:
-        model: a local ``save_pretrained`` directory, or a hub id already in the Hugging Face cache.
-        processor: where the tokenizer and image processor are (default: ``model``).
-        kind: ``"clip"`` or ``"pickscore"``.
+        model: a local `save_pretrained` directory, or a hub id already in the Hugging Face cache.
+        processor: where the tokenizer and image processor are (default: `model`).
+        kind: `"clip"` or `"pickscore"`.
     """
 
     needs_prompt = True
@@ -339,13 +346,13 @@ class CLIPScorer(Extractor):
 
 
 def clip(weights: Optional[Union[str, Path]] = None) -> CLIPScorer:
-    """CLIP score with ``weights`` (default: ``openai/clip-vit-large-patch14`` from the Hugging Face cache)."""
+    """CLIP score with `weights` (default: `openai/clip-vit-large-patch14` from the Hugging Face cache)."""
     return CLIPScorer(_local_model("clip", weights, "openai/clip-vit-large-patch14"), kind="clip")
 
 
 def pickscore(weights: Optional[Union[str, Path]] = None, processor: Optional[Union[str, Path]] = None) -> CLIPScorer:
-    """PickScore (default: ``yuvalkirstain/PickScore_v1`` with the ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``
-    processor, both from the Hugging Face cache); ``weights`` may be a directory holding both."""
+    """PickScore (default: `yuvalkirstain/PickScore_v1` with the `laion/CLIP-ViT-H-14-laion2B-s32B-b79K`
+    processor, both from the Hugging Face cache); `weights` may be a directory holding both."""
     model = _local_model("pickscore", weights, "yuvalkirstain/PickScore_v1")
     if processor is None and not (Path(model) / "tokenizer_config.json").is_file():
         processor = _local_model("pickscore", None, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
@@ -361,11 +368,11 @@ def _require(module: str, package: str, what: str) -> Any:
 
 
 class ImageRewardScorer(Extractor):
-    """ImageReward (Xu et al. 2023) with the ``image-reward`` package, batched: BLIP's image encoder, its text
-    encoder attending to the image, the reward MLP, and the package's normalisation (``(r - mean) / std``).
+    """ImageReward (Xu et al. 2023) with the `image-reward` package, batched: BLIP's image encoder, its text
+    encoder attending to the image, the reward MLP, and the package's normalisation (`(r - mean) / std`).
 
     Args:
-        weights: a directory with ``ImageReward.pt`` and ``med_config.json`` (or the ``.pt`` file beside them).
+        weights: a directory with `ImageReward.pt` and `med_config.json` (or the `.pt` file beside them).
     """
 
     name = "imagereward"
@@ -402,15 +409,16 @@ class ImageRewardScorer(Extractor):
 
 
 def imagereward(weights: Optional[Union[str, Path]] = None) -> ImageRewardScorer:
+    """The `imagereward` scorer (needs the `image-reward` package and its weights)."""
     return ImageRewardScorer(weights)
 
 
 class HPSv2Scorer(Extractor):
-    """HPS v2 / v2.1 (Wu et al. 2023) with the ``hpsv2`` package: its open_clip ViT-H-14 built without
-    pretrained weights, the HPS checkpoint loaded on top, score = ``image_features . text_features``.
+    """HPS v2 / v2.1 (Wu et al. 2023) with the `hpsv2` package: its open_clip ViT-H-14 built without
+    pretrained weights, the HPS checkpoint loaded on top, score = `image_features . text_features`.
 
     Args:
-        weights: the checkpoint (``HPS_v2.1_compressed.pt`` or ``HPS_v2_compressed.pt``) or its folder.
+        weights: the checkpoint (`HPS_v2.1_compressed.pt` or `HPS_v2_compressed.pt`) or its folder.
     """
 
     name = "hpsv2"
@@ -440,6 +448,7 @@ class HPSv2Scorer(Extractor):
 
 
 def hpsv2(weights: Optional[Union[str, Path]] = None) -> HPSv2Scorer:
+    """The `hpsv2` scorer (needs the `hpsv2` package and its weights)."""
     return HPSv2Scorer(weights)
 
 
@@ -455,8 +464,9 @@ def _takes_weights(fn: Callable) -> bool:
 
 
 def build_extractor(spec: Union[str, nn.Module, Callable], weights: Optional[Union[str, Path]] = None) -> Extractor:
-    """An :class:`Extractor` from a name in :data:`EXTRACTORS`, a ``"module:attr"`` path, an ``nn.Module`` or a
-    factory. ``weights`` (a local path) is passed to factories that take it."""
+    """An [`Extractor`][tgsample.eval.extractors.Extractor] from a name in
+    [`EXTRACTORS`][tgsample.eval.extractors.EXTRACTORS], a `"module:attr"` path, an `nn.Module` or a
+    factory. `weights` (a local path) is passed to factories that take it."""
     obj: Any = spec
     label: Optional[str] = None
     if isinstance(spec, str):
@@ -492,7 +502,7 @@ def describe(extractor: Extractor) -> str:
 
 
 def identity_key(extractor: Extractor, precision: str = "32-true") -> str:
-    """``<name>-<hash>``: the cache folder of an extractor's outputs at a precision."""
+    """`<name>-<hash>`: the cache folder of an extractor's outputs at a precision."""
     ident = {**extractor.identity(), "precision": str(precision), "outputs": sorted(extractor.outputs)}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in extractor.name)

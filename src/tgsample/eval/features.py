@@ -1,24 +1,26 @@
-"""Running extractors over images on Lightning ``Trainer.predict``, with a per-image cache.
+"""Running extractors over images on Lightning `Trainer.predict`, with a per-image cache.
 
-:func:`extract` computes what is missing and returns every output of every (source, extractor):
+[`extract`][tgsample.eval.features.extract] computes what is missing and returns every output of every (source,
+extractor):
 
-* **Cached per image id.** Outputs live under ``<cache>/<source key>/<extractor key>/`` (the
+* **Cached per image id.** Outputs live under `<cache>/<source key>/<extractor key>/` (the
   extractor key hashes its class, weights, transform and the Trainer precision): per-batch
-  ``part-*.safetensors`` files while running, merged into ``outputs.safetensors`` afterwards. An
+  `part-*.safetensors` files while running, merged into `outputs.safetensors` afterwards. An
   image counts as done when its id has an entry with the same fingerprint (see
-  :mod:`tgsample.eval.runs`), so a rerun, an added run, or an added scorer reuses everything else;
+  [`tgsample.eval.runs`][tgsample.eval.runs]), so a rerun, an added run, or an added scorer reuses everything else;
   a regenerated image is recomputed. The cache never lives in a run directory: runs are only read.
 * **Resumable.** Each batch is written as soon as it is done (atomically); a killed eval keeps
   every finished batch and the rerun computes the rest.
-* **Sharded like generation.** Pending images are split over ranks ``r, r + W, ...`` before
-  Lightning sees them (:func:`tgsample.lightning.data.shard`; an idle rank runs one empty batch);
+* **Sharded like generation.** Pending images are split over ranks `r, r + W, ...` before
+  Lightning sees them ([`tgsample.lightning.data.shard`][tgsample.lightning.data.shard]; an idle rank runs one empty
+  batch);
   rank 0 decides what is pending and broadcasts it, and merges the parts at the end.
-* **Bounded by the network.** PNG decoding and each extractor's ``transform`` run in the
-  DataLoader's ``num_workers`` processes; the module only moves batches to the device and runs the
+* **Bounded by the network.** PNG decoding and each extractor's `transform` run in the
+  DataLoader's `num_workers` processes; the module only moves batches to the device and runs the
   networks.
 
-The cache directory default is ``$TGSAMPLE_CACHE`` or ``~/.cache/tgsample/eval``; on a cluster give
-every rank the same one on a shared filesystem (``cache_dir=``, ``--cache-dir``).
+The cache directory default is `$TGSAMPLE_CACHE` or `~/.cache/tgsample/eval`; on a cluster give
+every rank the same one on a shared filesystem (`cache_dir=`, `--cache-dir`).
 """
 
 from __future__ import annotations
@@ -43,10 +45,11 @@ __all__ = ["FeatureCache", "FeatureModule", "FeatureData", "FeatureWriter", "ext
            "Extraction"]
 
 OUTPUTS = "outputs.safetensors"
+"""The file of a run's extracted features inside the feature cache."""
 
 
 def default_cache_dir() -> Path:
-    """``$TGSAMPLE_CACHE``, else ``~/.cache/tgsample/eval``."""
+    """`$TGSAMPLE_CACHE`, else `~/.cache/tgsample/eval`."""
     env = os.environ.get("TGSAMPLE_CACHE")
     return Path(env).expanduser() if env else Path("~/.cache/tgsample/eval").expanduser()
 
@@ -74,7 +77,7 @@ class FeatureCache:
         return ([main] if main.is_file() else []) + sorted(self.dir.glob("part-*.safetensors"))
 
     def read(self) -> dict[str, tuple[str, dict[str, torch.Tensor]]]:
-        """``{id: (fingerprint, {output: row})}`` of every cached entry (unreadable parts are skipped)."""
+        """`{id: (fingerprint, {output: row})}` of every cached entry (unreadable parts are skipped)."""
         from safetensors import safe_open
 
         out: dict[str, tuple[str, dict[str, torch.Tensor]]] = {}
@@ -97,7 +100,7 @@ class FeatureCache:
 
     def write_part(self, ids: Sequence[str], fingerprints: Sequence[str], outputs: dict[str, torch.Tensor],
                    tag: str) -> Path:
-        """One batch's outputs as ``part-<tag>.safetensors`` (atomic)."""
+        """One batch's outputs as `part-<tag>.safetensors` (atomic)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"part-{tag}.safetensors"
         _atomic_save({k: v.detach().float().cpu() for k, v in outputs.items()}, path,
@@ -105,7 +108,7 @@ class FeatureCache:
         return path
 
     def merge(self) -> dict[str, tuple[str, dict[str, torch.Tensor]]]:
-        """Fold the parts into ``outputs.safetensors`` (entries of images no longer in the source, or with a stale
+        """Fold the parts into `outputs.safetensors` (entries of images no longer in the source, or with a stale
         fingerprint, are dropped) and delete the parts merged; returns what it holds."""
         parts = sorted(self.dir.glob("part-*.safetensors"))
         cached = self.read()
@@ -127,9 +130,12 @@ class FeatureCache:
 
 @dataclass(frozen=True)
 class _Work:
-    source: int  # index into sources
-    item: int  # index into that source's items
-    extractors: tuple[int, ...]  # which extractors still need this image
+    source: int
+    """index into sources"""
+    item: int
+    """index into that source's items"""
+    extractors: tuple[int, ...]
+    """which extractors still need this image"""
 
 
 class _Images(torch.utils.data.Dataset):
@@ -151,7 +157,7 @@ class _Images(torch.utils.data.Dataset):
 
 
 def _collate(batch: list) -> dict:
-    """``{"work": [...], "inputs": {extractor: (positions, stacked tensor)}}`` (empty placeholders dropped)."""
+    """`{"work": [...], "inputs": {extractor: (positions, stacked tensor)}}` (empty placeholders dropped)."""
     batch = [b for b in batch if b is not None]
     inputs: dict[int, tuple[list[int], Any]] = {}
     for e in sorted({e for w, _ in batch for e in w.extractors}):
@@ -168,7 +174,7 @@ def _collate(batch: list) -> dict:
 
 
 class FeatureModule(LightningModule):
-    """``predict_step``: every extractor on the rows of the batch that need it; outputs go back to the CPU."""
+    """`predict_step`: every extractor on the rows of the batch that need it; outputs go back to the CPU."""
 
     def __init__(self, extractors: Sequence[Extractor], sources: Sequence[Source]):
         super().__init__()
@@ -253,12 +259,12 @@ class FeatureWriter(BasePredictionWriter):
 
 @dataclass
 class Extraction:
-    """What :func:`extract` found and computed.
+    """What [`extract`][tgsample.eval.features.extract] found and computed.
 
     Attributes:
-        outputs: ``outputs[s][e]`` = ``{output name: array [n_items, width]}`` of source ``s``, extractor ``e``
+        outputs: `outputs[s][e]` = `{output name: array [n_items, width]}` of source `s`, extractor `e`
             (those the source used), rows in the source's item order.
-        computed: ``computed[s][e]`` = how many images were run through the network now (the rest came from the cache).
+        computed: `computed[s][e]` = how many images were run through the network now (the rest came from the cache).
         keys: the extractor cache keys.
     """
 
@@ -268,6 +274,7 @@ class Extraction:
 
 
 TRAINER_DEFAULTS = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
+"""The Lightning Trainer options of a feature extraction (no logger, checkpoints or model summary)."""
 
 
 def extract(sources: Sequence[Source], extractors: Sequence[Extractor], *, use: Optional[Sequence[Sequence[int]]] = None,
@@ -275,8 +282,8 @@ def extract(sources: Sequence[Source], extractors: Sequence[Extractor], *, use: 
             trainer: Optional[dict] = None, progress: bool = True) -> Optional[Extraction]:
     """Run every extractor on every image it has no valid cached output for, then return all outputs.
 
-    ``use[s]`` lists the extractors source ``s`` needs (default: all). ``trainer`` holds ``lightning.Trainer``
-    arguments (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``, ...). Returns ``None``
+    `use[s]` lists the extractors source `s` needs (default: all). `trainer` holds `lightning.Trainer`
+    arguments (`accelerator`, `devices`, `num_nodes`, `strategy`, `precision`, ...). Returns `None`
     on ranks other than 0 of a multi-process run.
     """
     from lightning.pytorch import Trainer

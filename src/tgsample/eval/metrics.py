@@ -1,15 +1,17 @@
 """FID and KID on cached features, with clean-fid's implementations; a batched FD for the bootstrap.
 
-* :func:`fid`: ``cleanfid.fid.frechet_distance`` on ``(mu, sigma)`` (``np.mean``, ``np.cov`` as clean-fid
-  computes them), ``FD = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})``.
-* :func:`kid`: ``cleanfid.fid.kernel_distance`` (the unbiased MMD^2 with the cubic polynomial kernel
-  ``k(x, y) = (x . y / d + 1)^3``, averaged over random subsets), one subset per call under a seeded
+* [`fid`][tgsample.eval.metrics.fid]: `cleanfid.fid.frechet_distance` on `(mu, sigma)` (`np.mean`, `np.cov` as clean-fid
+  computes them), `FD = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})`.
+* [`kid`][tgsample.eval.metrics.kid]: `cleanfid.fid.kernel_distance` (the unbiased MMD^2 with the cubic polynomial
+kernel
+  `k(x, y) = (x . y / d + 1)^3`, averaged over random subsets), one subset per call under a seeded
   NumPy state, so the subsets are reproducible and their spread is reported; the mean equals clean-fid's
-  own ``num_subsets`` call with that seed.
-* :class:`FrechetBootstrap`: the same FD for many resamples at once, in torch (float64, on any device):
-  ``sqrt(S_ref)`` is computed once, each resample costs one weighted covariance and one symmetric
-  eigendecomposition, ``tr (S S_ref)^{1/2} = sum sqrt(eig(S_ref^{1/2} S S_ref^{1/2}))``. Tested equal to
-  clean-fid's value; used only for the resampled intervals (clean-fid's ``scipy.linalg.sqrtm`` takes
+  own `num_subsets` call with that seed.
+* [`FrechetBootstrap`][tgsample.eval.metrics.FrechetBootstrap]: the same FD for many resamples at once, in torch
+(float64, on any device):
+  `sqrt(S_ref)` is computed once, each resample costs one weighted covariance and one symmetric
+  eigendecomposition, `tr (S S_ref)^{1/2} = sum sqrt(eig(S_ref^{1/2} S S_ref^{1/2}))`. Tested equal to
+  clean-fid's value; used only for the resampled intervals (clean-fid's `scipy.linalg.sqrtm` takes
   seconds per 2048-d call).
 """
 
@@ -25,13 +27,13 @@ __all__ = ["gaussian_stats", "fid", "kid", "FrechetBootstrap", "resample_counts"
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu, sigma)`` of features ``[n, d]`` (float64; ``sigma`` is the unbiased covariance, as in clean-fid)."""
+    """`(mu, sigma)` of features `[n, d]` (float64; `sigma` is the unbiased covariance, as in clean-fid)."""
     f = np.asarray(features, dtype=np.float64)
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
 def fid(stats_1: tuple[np.ndarray, np.ndarray], stats_2: tuple[np.ndarray, np.ndarray]) -> float:
-    """Frechet distance of two ``(mu, sigma)`` pairs (clean-fid's ``frechet_distance``)."""
+    """Frechet distance of two `(mu, sigma)` pairs (clean-fid's `frechet_distance`)."""
     from cleanfid.fid import frechet_distance
 
     import warnings
@@ -55,8 +57,8 @@ def _numpy_seed(seed: int) -> Iterator[None]:
 
 def kid(features: np.ndarray, reference: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float, np.ndarray]:
-    """``(mean, std, values)`` of KID over ``subsets`` random subsets of ``min(n, n_ref, subset_size)`` images
-    (clean-fid's ``kernel_distance``, one subset per call, seeded)."""
+    """`(mean, std, values)` of KID over `subsets` random subsets of `min(n, n_ref, subset_size)` images
+    (clean-fid's `kernel_distance`, one subset per call, seeded)."""
     from cleanfid.fid import kernel_distance
 
     f, r = np.asarray(features, dtype=np.float64), np.asarray(reference, dtype=np.float64)
@@ -66,7 +68,7 @@ def kid(features: np.ndarray, reference: np.ndarray, *, subsets: int = 100, subs
 
 
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
-    """Bootstrap resamples of ``n`` items as counts ``[resamples, n]`` (each row sums to ``n``); seeded."""
+    """Bootstrap resamples of `n` items as counts `[resamples, n]` (each row sums to `n`); seeded."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(resamples, n))
     return np.stack([np.bincount(row, minlength=n) for row in idx])
@@ -81,9 +83,10 @@ class FrechetBootstrap:
     """FD against fixed reference statistics for many weighted resamples of one feature set.
 
     Args:
-        mu, sigma: the reference statistics.
+        mu: the reference features' mean.
+        sigma: the reference features' covariance.
         device: where to compute (a GPU makes 2048-d resamples cheap).
-        memory: bytes a chunk of resamples may use (its weighted features ``[chunk, n, d]``).
+        memory: bytes a chunk of resamples may use (its weighted features `[chunk, n, d]`).
     """
 
     def __init__(self, mu: np.ndarray, sigma: np.ndarray, device: Optional[torch.device] = None,
@@ -96,7 +99,7 @@ class FrechetBootstrap:
         self.memory = memory
 
     def distances(self, features: np.ndarray, counts: Optional[np.ndarray] = None) -> np.ndarray:
-        """FD of each resample (rows of ``counts`` ``[B, n]``; ``None``: the sample itself) -> ``[B]``."""
+        """FD of each resample (rows of `counts` `[B, n]`; `None`: the sample itself) -> `[B]`."""
         f = torch.as_tensor(np.asarray(features), dtype=torch.float64, device=self.device)
         n, d = f.shape
         c = torch.ones(1, n, dtype=torch.float64) if counts is None else torch.as_tensor(counts, dtype=torch.float64)
@@ -116,7 +119,7 @@ class FrechetBootstrap:
 
 def paired_fid_resamples(features: Sequence[np.ndarray], mu: np.ndarray, sigma: np.ndarray, *, resamples: int,
                          seed: int, device: Optional[torch.device] = None) -> np.ndarray:
-    """FD of each feature set (same rows = same images) on the same bootstrap resamples -> ``[sets, resamples]``."""
+    """FD of each feature set (same rows = same images) on the same bootstrap resamples -> `[sets, resamples]`."""
     n = len(features[0])
     counts = resample_counts(n, resamples, seed)
     boot = FrechetBootstrap(mu, sigma, device)
@@ -126,11 +129,12 @@ def paired_fid_resamples(features: Sequence[np.ndarray], mu: np.ndarray, sigma: 
 def paired_fid(features: Sequence[np.ndarray], mu: np.ndarray, sigma: np.ndarray, *, resamples: int = 1000,
                seed: int = 0, level: float = 0.95, method: str = "basic",
                device: Optional[torch.device] = None) -> dict:
-    """FID of each feature set (row ``i`` of every set = the same image) and of each set minus set 0, paired.
+    """FID of each feature set (row `i` of every set = the same image) and of each set minus set 0, paired.
 
-    Returns ``{"fid": [value per set], "se": [bootstrap standard error per set],
-    "delta": [(delta, lo, hi, p) for sets 1, 2, ...]}``: point values from clean-fid; intervals and p from the same
-    ``resamples`` bootstrap resamples of the rows for every set (:func:`tgsample.eval.stats.bootstrap_interval`).
+    Returns `{"fid": [value per set], "se": [bootstrap standard error per set],
+    "delta": [(delta, lo, hi, p) for sets 1, 2, ...]}`: point values from clean-fid; intervals and p from the same
+    `resamples` bootstrap resamples of the rows for every set
+    ([`tgsample.eval.stats.bootstrap_interval`][tgsample.eval.stats.bootstrap_interval]).
     """
     from .stats import bootstrap_interval
 
@@ -143,12 +147,13 @@ def paired_fid(features: Sequence[np.ndarray], mu: np.ndarray, sigma: np.ndarray
 
 def paired_kid(features: Sequence[np.ndarray], reference: np.ndarray, *, folds: int = 10, subsets: int = 100,
                subset_size: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """KID of each feature set, and of each set minus set 0 over ``folds`` disjoint folds of the rows.
+    """KID of each feature set, and of each set minus set 0 over `folds` disjoint folds of the rows.
 
-    Returns ``{"kid": [(mean, std) per set], "delta": [(mean over folds, lo, hi, p) for sets 1, 2, ...]}``. Fold ``k``
+    Returns `{"kid": [(mean, std) per set], "delta": [(mean over folds, lo, hi, p) for sets 1, 2, ...]}`. Fold `k`
     of every set holds the same images and uses the same random subsets (one seed per fold), so the per-fold
     differences are paired; KID is unbiased at any subset size, so their mean estimates the full-set difference;
-    the interval is the t-interval over folds (:func:`tgsample.eval.stats.mean_ci`). Empty ``delta`` when there are
+    the interval is the t-interval over folds ([`tgsample.eval.stats.mean_ci`][tgsample.eval.stats.mean_ci]). Empty
+    `delta` when there are
     fewer than two rows per fold.
     """
     from .stats import mean_ci, t_pvalue

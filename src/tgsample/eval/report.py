@@ -1,7 +1,7 @@
 """An evaluation as a table to paste into a paper (Markdown), JSON, a per-image CSV and a forest plot.
 
 Numbers are rounded to their uncertainty: two significant digits of the interval's half-width. The plot is
-drawn with PIL (matplotlib is not a dependency: with it installed, ``import lightning`` also imports pyplot
+drawn with PIL (matplotlib is not a dependency: with it installed, `import lightning` also imports pyplot
 through torchmetrics, which slows every generation process).
 """
 
@@ -29,7 +29,7 @@ def _decimals(halfwidth: float, default: int = 3) -> int:
 
 def fmt(value: float, lo: float = float("nan"), hi: float = float("nan"), std: Optional[float] = None,
         signed: bool = False) -> str:
-    """``v [lo, hi]`` or ``v ± std``, rounded to the uncertainty."""
+    """`v [lo, hi]` or `v ± std`, rounded to the uncertainty."""
     if std is not None:
         d = _decimals(std)
         return f"{value:{'+' if signed else ''}.{d}f} ± {std:.{d}f}" if math.isfinite(std) else f"{value:.{d}f}"
@@ -111,7 +111,7 @@ def markdown(result: Any, command: str = "") -> str:
 
 
 def _nice_ticks(lo: float, hi: float) -> list[float]:
-    """About five round tick values covering ``[lo, hi]``."""
+    """About five round tick values covering `[lo, hi]`."""
     span = hi - lo
     step = 10 ** math.floor(math.log10(span / 4)) if span > 0 else 1.0
     for m in (1, 2, 5, 10):
@@ -124,7 +124,7 @@ def _nice_ticks(lo: float, hi: float) -> list[float]:
 
 def plot(result: Any, path: Path) -> Optional[Path]:
     """A forest plot (PNG, drawn with PIL): every paired Δ with its interval, one panel per metric, a line at 0;
-    green / red when Holm-significantly better / worse. ``None`` without comparisons."""
+    green / red when Holm-significantly better / worse. `None` without comparisons."""
     if not result.comparisons:
         return None
     from PIL import Image, ImageDraw
@@ -175,7 +175,7 @@ def plot(result: Any, path: Path) -> Optional[Path]:
 
 
 def save(result: Any, out: Path, command: str = "", with_plot: bool = True) -> list[Path]:
-    """``eval.md``, ``eval.json``, ``per_image.csv`` and (with comparisons) ``eval.png`` in ``out``."""
+    """`eval.md`, `eval.json`, `per_image.csv` and (with comparisons) `eval.png` in `out`."""
     from .evaluation import write_per_image
 
     out.mkdir(parents=True, exist_ok=True)

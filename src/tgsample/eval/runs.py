@@ -1,14 +1,15 @@
 """What an evaluation reads: a generation run, a folder of images, or a built-in dataset (torch-free).
 
-A **run** is what ``tgsample generate`` writes (see the distributed-generation guide): ``run.json``,
-``manifest.jsonl`` (one JSON object a line) and ``images/<id>.png``. Only ``id`` and ``path`` are
-required of a manifest row; ``prompt``, ``seed`` and ``negative`` are used when present, and any
+A **run** is what `tgsample generate` writes (see the distributed-generation guide): `run.json`,
+`manifest.jsonl` (one JSON object a line) and `images/<id>.png`. Only `id` and `path` are
+required of a manifest row; `prompt`, `seed` and `negative` are used when present, and any
 other column is ignored (rows are read defensively: a malformed line is skipped, the last row of an
 id wins). A **folder** is any directory of images (recursively; ids are the relative paths). A
-**dataset** is a name in :data:`DATASETS` (the digit models' real splits ship with scikit-learn).
+**dataset** is a name in [`DATASETS`][tgsample.eval.runs.DATASETS] (the digit models' real splits ship with
+scikit-learn).
 
 Every image has a *fingerprint* that changes when the image does: the manifest's checksum column
-when it has one (``sha256``, ``checksum`` or ``md5``), else ``<size>:<mtime_ns>`` of the file. The
+when it has one (`sha256`, `checksum` or `md5`), else `<size>:<mtime_ns>` of the file. The
 feature cache keys on it, so a regenerated image is never scored from stale features.
 """
 
@@ -27,17 +28,17 @@ __all__ = ["Item", "Source", "DATASETS", "IMAGE_EXTENSIONS", "open_source", "ope
            "open_dataset", "paired_ids", "prompt_key"]
 
 MANIFEST, RUN_FILE = "manifest.jsonl", "run.json"
-#: file extensions read as images in a folder (those clean-fid reads), compared case-insensitively.
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+"""file extensions read as images in a folder (those clean-fid reads), compared case-insensitively."""
 _CHECKSUM_KEYS = ("sha256", "checksum", "md5")
 
-#: built-in datasets: name -> ``"module:function"`` returning ``(ids, uint8 images [N, H, W(, C)], prompts)``.
-#: Other modules may add theirs (``DATASETS["mini-train"] = "pkg.mod:fn"``).
 DATASETS: dict[str, str] = {
     "digits-train": "tgsample.eval.runs:_digits_train",
     "digits-test": "tgsample.eval.runs:_digits_test",
     "digits-all": "tgsample.eval.runs:_digits_all",
 }
+"""built-in datasets: name -> `"module:function"` returning `(ids, uint8 images [N, H, W(, C)], prompts)`.
+Other modules may add theirs (`DATASETS["mini-train"] = "pkg.mod:fn"`)."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ class Item:
 
     Attributes:
         id: unique within its source (a run's record id, a folder's relative path, a dataset index).
-        prompt: what it was generated from (text, a class label), or ``None``.
-        seed: its seed, or ``None``.
-        negative: its negative prompt, or ``None``.
-        path: the image file (absolute), or ``None`` for an in-memory dataset.
+        prompt: what it was generated from (text, a class label), or `None`.
+        seed: its seed, or `None`.
+        negative: its negative prompt, or `None`.
+        path: the image file (absolute), or `None` for an in-memory dataset.
         fingerprint: changes whenever the image does (see the module docs).
     """
 
@@ -67,10 +68,10 @@ class Source:
 
     Attributes:
         name: the label in tables (a run's directory name by default).
-        kind: ``"run"``, ``"folder"`` or ``"dataset"``.
+        kind: `"run"`, `"folder"` or `"dataset"`.
         location: the absolute directory, or the dataset name.
         items: the images, in the source's order (a run's manifest order).
-        info: a run's ``run.json`` (``config``, ``config_hash``, ...); a dataset's description.
+        info: a run's `run.json` (`config`, `config_hash`, ...); a dataset's description.
     """
 
     name: str
@@ -82,14 +83,14 @@ class Source:
 
     @property
     def key(self) -> str:
-        """The cache folder name: ``<name>-<hash of the location>``."""
+        """The cache folder name: `<name>-<hash of the location>`."""
         digest = hashlib.sha256(f"{self.kind}:{self.location}".encode()).hexdigest()[:12]
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(self.location).name or self.location)
         return f"{safe[:40]}-{digest}"
 
     @property
     def student(self) -> Optional[str]:
-        """A run's student registry name (from ``run.json``), else ``None``."""
+        """A run's student registry name (from `run.json`), else `None`."""
         settings = (self.info.get("config") or {}).get("settings") or {}
         return settings.get("student")
 
@@ -97,7 +98,7 @@ class Source:
         return {it.id: it for it in self.items}
 
     def open_image(self, item: Item):
-        """The image of ``item`` as a PIL image (its own mode: ``L``, ``RGB``, ...)."""
+        """The image of `item` as a PIL image (its own mode: `L`, `RGB`, ...)."""
         from PIL import Image
 
         if item.path is None:
@@ -132,7 +133,7 @@ def _rows(manifest: Path) -> list[dict]:
 
 
 def open_run(path: Union[str, Path], name: Optional[str] = None) -> Source:
-    """The images of a ``tgsample generate`` run directory (its ``manifest.jsonl``)."""
+    """The images of a `tgsample generate` run directory (its `manifest.jsonl`)."""
     root = Path(path).expanduser().resolve()
     manifest = root / MANIFEST
     if not manifest.is_file():
@@ -164,7 +165,7 @@ def open_run(path: Union[str, Path], name: Optional[str] = None) -> Source:
 
 
 def open_folder(path: Union[str, Path], name: Optional[str] = None) -> Source:
-    """Every image file under ``path`` (recursively, sorted); ids are relative POSIX paths."""
+    """Every image file under `path` (recursively, sorted); ids are relative POSIX paths."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise RunError(f"image folder {str(path)!r} does not exist or is not a directory")
@@ -179,7 +180,7 @@ def open_folder(path: Union[str, Path], name: Optional[str] = None) -> Source:
 
 
 def _digits(split: str) -> tuple[list[str], Any, list[int]]:
-    """The digit models' real split as the PNGs ``tgsample generate`` would write: ``round(255 * unit)``."""
+    """The digit models' real split as the PNGs `tgsample generate` would write: `round(255 * unit)`."""
     from ..lightning.module import to_uint8
     from ..models.digits.data import load, to_unit
 
@@ -206,7 +207,7 @@ def _load(target: str) -> Callable:
 
 
 def open_dataset(name: str) -> Source:
-    """A built-in dataset of :data:`DATASETS`."""
+    """A built-in dataset of [`DATASETS`][tgsample.eval.runs.DATASETS]."""
     if name not in DATASETS:
         raise RunError(f"unknown dataset {name!r}; built-in datasets: {', '.join(sorted(DATASETS))} "
                        "(or give a run directory, an image folder or a .npz statistics file)")
@@ -217,7 +218,8 @@ def open_dataset(name: str) -> Source:
 
 
 def open_source(spec: Union[str, Path, Source], name: Optional[str] = None) -> Source:
-    """A :class:`Source` from a dataset name, a run directory (has ``manifest.jsonl``) or an image folder."""
+    """A [`Source`][tgsample.eval.runs.Source] from a dataset name, a run directory (has `manifest.jsonl`) or an image
+    folder."""
     if isinstance(spec, Source):
         return spec
     if isinstance(spec, str) and spec in DATASETS:
@@ -239,7 +241,8 @@ def prompt_key(item: Item) -> str:
 
 
 def paired_ids(sources: Sequence[Source]) -> list[str]:
-    """The ids every source has, in the first source's order; :class:`PairingError` if there are none or if a
+    """The ids every source has, in the first source's order; [`PairingError`][tgsample.eval.errors.PairingError] if
+    there are none or if a
     shared id has another prompt or seed in some source (then the images are not paired)."""
     maps = [s.by_id() for s in sources]
     shared = [i for i in (it.id for it in sources[0].items) if all(i in m for m in maps[1:])]

@@ -1,5 +1,5 @@
-"""Guidances: what a solver's model evaluation returns (see :mod:`tgsample.guidance.base`), and
-guidance specs (:mod:`tgsample.guidance.spec`: YAML / dicts to objects and back)."""
+"""Guidances: what a solver's model evaluation returns (see [`tgsample.guidance.base`][tgsample.guidance.base]), and
+guidance specs ([`tgsample.guidance.spec`][tgsample.guidance.spec]: YAML / dicts to objects and back)."""
 
 from .base import Estimate, Guidance, StepContext, denoise, denoise_pair, is_guidance, require_uncond
 from .cfg import CFG, CFGPP, CFGPP_MAX_LAM, DistilledCFG, NoGuidance, RescaledCFG, check_finite, check_unit

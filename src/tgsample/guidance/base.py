@@ -1,19 +1,20 @@
-"""The guidance contract: what a guidance receives (:class:`StepContext`) and returns (:class:`Estimate`).
+"""The guidance contract: what a guidance receives ([`StepContext`][tgsample.guidance.base.StepContext]) and returns
+([`Estimate`][tgsample.guidance.base.Estimate]).
 
 A solver step needs two x0 estimates (docs: Concepts):
 
-* ``denoised`` -- the estimate the step moves toward;
-* ``direction`` -- the estimate whose implied noise ``(x - direction) / sigma`` carries the
+* `denoised` -- the estimate the step moves toward;
+* `direction` -- the estimate whose implied noise `(x - direction) / sigma` carries the
   trajectory to the next noise level.
 
 Plain sampling and CFG return the same tensor twice; CFG++ and teacher guidance are
 the cases where they differ. One solver implementation therefore serves all guidances.
 
-The solver side (:class:`tgsample.solvers.GuidedModel`) guarantees one form: ``sigma`` and
-``ctx.sigma_next`` are per-sample tensors of shape ``[B]`` in ``x``'s dtype and device. What a
-guidance needs from the solver it declares with two flags (``needs_step``, ``splits_direction``);
+The solver side ([`tgsample.solvers.GuidedModel`][tgsample.solvers.GuidedModel]) guarantees one form: `sigma` and
+`ctx.sigma_next` are per-sample tensors of shape `[B]` in `x`'s dtype and device. What a
+guidance needs from the solver it declares with two flags (`needs_step`, `splits_direction`);
 solvers declare what they provide, and a mismatch is refused once, before sampling starts
-(:func:`tgsample.solvers.check_solver`).
+([`tgsample.solvers.check_solver`][tgsample.solvers.check_solver]).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from ..errors import ConfigError, NonFiniteError, ShapeMismatchError, Unsupporte
 from ..noise import NoiseStreams
 
 Cond = Mapping[str, Any]
+"""A conditioning dict: batch-first tensors passed to a denoiser as keywords."""
 
 __all__ = ["Cond", "Estimate", "Guidance", "StepContext", "denoise", "denoise_pair", "is_guidance", "require_uncond"]
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """The pair a guidance returns: ``denoised`` (move toward) and ``direction`` (implied noise)."""
+    """The pair a guidance returns: `denoised` (move toward) and `direction` (implied noise)."""
 
     denoised: Tensor
     direction: Tensor
@@ -49,17 +51,19 @@ class Estimate:
 
 @dataclass(frozen=True)
 class StepContext:
-    """What a solver knows at a model evaluation (the guidance's ``sigma`` argument is the level itself).
+    """What a solver knows at a model evaluation (the guidance's `sigma` argument is the level itself).
 
     Attributes:
-        cond, uncond: conditioning dicts (batch-first tensors), passed to the denoiser as keywords.
-        index: the step number ``i`` (``None`` where the solver provides none, e.g. k-diffusion's samplers).
-        sigma_next: ``sigma_{i+1}`` per sample, shape ``[B]`` like ``sigma`` (``None`` where unknown).
-            A two-stage solver gives the step's ``sigma_{i+1}`` at both stages.
-        sigmas: the whole schedule (``None`` where unknown).
-        streams: the per-sample random streams (``None``: draws are refused).
+        cond: the conditioning dict (batch-first tensors), passed to the denoiser as keywords.
+        uncond: the unconditional (or negative) conditioning dict, the same way; `None` without one.
+        index: the step number `i` (`None` where the solver provides none, e.g. k-diffusion's samplers).
+        sigma_next: `sigma_{i+1}` per sample, shape `[B]` like `sigma` (`None` where unknown).
+            A two-stage solver gives the step's `sigma_{i+1}` at both stages.
+        sigmas: the whole schedule (`None` where unknown).
+        streams: the per-sample random streams (`None`: draws are refused).
         stage: the evaluation within a step (0, or 1 for the second stage of a two-stage solver).
-        state: per-run scratch space for stateful guidances (:meth:`scratch`); one dict per sampling run.
+        state: per-run scratch space for stateful guidances ([`scratch`][tgsample.guidance.base.StepContext.scratch]);
+            one dict per sampling run.
     """
 
     cond: Cond
@@ -76,7 +80,7 @@ class StepContext:
         return replace(self, cond=cond, uncond=uncond)
 
     def scratch(self, owner: Any) -> dict:
-        """``owner``'s own dict in this run's scratch state: empty at the run's first evaluation, kept
+        """`owner`'s own dict in this run's scratch state: empty at the run's first evaluation, kept
         across its steps, gone with the run (APG's momentum lives here)."""
         if self.state is None:
             raise ConfigError(f"{type(owner).__name__} keeps state across steps, but this context has no per-run "
@@ -84,7 +88,8 @@ class StepContext:
         return self.state.setdefault(id(owner), {})
 
     def require_step(self, who: str) -> int:
-        """``index``, or :class:`UnsupportedGuidanceError` saying ``who`` needs the step (and ``sigma_next``)."""
+        """`index`, or [`UnsupportedGuidanceError`][tgsample.errors.UnsupportedGuidanceError] saying `who` needs the
+        step (and `sigma_next`)."""
         if self.index is None or self.sigmas is None:
             raise UnsupportedGuidanceError(
                 f"{who} needs the step number and the schedule, which this solver does not provide; sample "
@@ -93,25 +98,28 @@ class StepContext:
 
 
 def require_uncond(ctx: StepContext, who: str) -> Cond:
-    """``ctx.uncond``, or :class:`ConfigError` saying ``who`` needs one (the message plugins should use)."""
+    """`ctx.uncond`, or [`ConfigError`][tgsample.errors.ConfigError] saying `who` needs one (the message plugins should
+    use)."""
     if ctx.uncond is None:
         raise ConfigError(f"{who} needs an unconditional input: pass uncond=... (e.g. the empty prompt or the null class)")
     return ctx.uncond
 
 
 class Guidance:
-    """Base class of guidances: turn one model evaluation into an :class:`Estimate`.
+    """Base class of guidances: turn one model evaluation into an [`Estimate`][tgsample.guidance.base.Estimate].
 
-    Implement ``__call__(model, x, sigma, ctx) -> Estimate`` (``sigma`` is ``[B]``) and, where they
+    Implement `__call__(model, x, sigma, ctx) -> Estimate` (`sigma` is `[B]`) and, where they
     apply, set the two flags:
 
-    * ``needs_step`` -- it reads ``ctx.index`` / ``ctx.sigma_next`` (step-aware guidances);
-    * ``splits_direction`` -- its ``direction`` can differ from its ``denoised``.
+    * `needs_step` -- it reads `ctx.index` / `ctx.sigma_next` (step-aware guidances);
+    * `splits_direction` -- its `direction` can differ from its `denoised`.
 
     Stock k-diffusion samplers can run only guidances with both flags false. Write a guidance
-    as a ``@dataclass(frozen=True)``: its fields are its parameters (:func:`tgsample.guidance.spec.part`
-    marks nested guidances, :func:`~tgsample.guidance.spec.model_part` a teacher), so YAML specs,
-    ``repr``, equality and :meth:`to_spec` come for free. Override :meth:`check` to refuse a schedule
+    as a `@dataclass(frozen=True)`: its fields are its parameters
+    ([`tgsample.guidance.spec.part`][tgsample.guidance.spec.part]
+    marks nested guidances, [`model_part`][tgsample.guidance.spec.model_part] a teacher), so YAML specs,
+    `repr`, equality and [`to_spec`][tgsample.guidance.base.Guidance.to_spec] come for free. Override
+    [`check`][tgsample.guidance.base.Guidance.check] to refuse a schedule
     before sampling starts.
     """
 
@@ -122,13 +130,15 @@ class Guidance:
         raise NotImplementedError
 
     def to_spec(self) -> dict:
-        """``{"name": ..., **parameters}``, nested guidances as specs (:func:`tgsample.guidance.spec.to_spec`)."""
+        """`{"name": ..., **parameters}`, nested guidances as specs
+        ([`tgsample.guidance.spec.to_spec`][tgsample.guidance.spec.to_spec])."""
         from .spec import to_spec
 
         return to_spec(self)
 
     def check(self, sigmas: Tensor) -> None:
-        """Raise :class:`ConfigError` if this guidance cannot run on the schedule ``sigmas`` (called once,
+        """Raise [`ConfigError`][tgsample.errors.ConfigError] if this guidance cannot run on the schedule `sigmas`
+        (called once,
         before sampling). The default checks the nested guidances."""
         from .spec import parts
 
@@ -138,23 +148,27 @@ class Guidance:
 
 
 def is_guidance(obj: Any) -> bool:
-    """A :class:`Guidance` instance, or a duck-typed one: callable with ``needs_step`` and ``splits_direction``."""
+    """A [`Guidance`][tgsample.guidance.base.Guidance] instance, or a duck-typed one: callable with `needs_step` and
+    `splits_direction`."""
     if isinstance(obj, type):
         return False
     return isinstance(obj, Guidance) or (callable(obj) and hasattr(obj, "needs_step")
                                          and hasattr(obj, "splits_direction"))
 
 
-#: whether each model call's output is checked for NaN / inf here (a device sync); :func:`tgsample.sample`
-#: turns it off around its solver and checks the final samples once instead (:func:`finite_checks_deferred`).
 _EACH_CALL = contextvars.ContextVar("tgsample_finite_each_call", default=True)
+"""whether each model call's output is checked for NaN / inf here (a device sync);
+[`tgsample.sample`][tgsample.sampling.sample]
+turns it off around its solver and checks the final samples once instead
+([`finite_checks_deferred`][tgsample.guidance.base.finite_checks_deferred])."""
 
 
 @contextlib.contextmanager
 def finite_checks_deferred() -> Iterator[None]:
-    """Within the block, model outputs are not checked for NaN / inf call by call (``torch.isfinite(out).all()``
+    """Within the block, model outputs are not checked for NaN / inf call by call (`torch.isfinite(out).all()`
     reads the device: a host sync per model call); the caller checks the result once
-    (:func:`check_finite_samples`). A non-finite model output propagates to the samples it touches."""
+    ([`check_finite_samples`][tgsample.guidance.base.check_finite_samples]). A non-finite model output propagates to the
+    samples it touches."""
     token = _EACH_CALL.set(False)
     try:
         yield
@@ -163,7 +177,8 @@ def finite_checks_deferred() -> Iterator[None]:
 
 
 def check_finite_samples(x: Tensor) -> Tensor:
-    """``x``, or :class:`NonFiniteError` naming the batch rows that hold NaN or inf (one device read)."""
+    """`x`, or [`NonFiniteError`][tgsample.errors.NonFiniteError] naming the batch rows that hold NaN or inf (one device
+    read)."""
     if not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(f"sampling returned NaN or inf for batch rows {bad[:8]}: a model output, guidance or "
@@ -188,15 +203,17 @@ def _checked(out: Tensor, x: Tensor, model: Any, sigma: Tensor) -> Tensor:
 
 
 def _model(model: Any) -> Any:
-    """A registered :class:`~tgsample.models.Model` stands for its denoiser."""
+    """A registered [`Model`][tgsample.models.base.Model] stands for its denoiser."""
     return getattr(model, "denoiser", model)
 
 
 def denoise(model: Any, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
-    """One checked model call: ``D(x, sigma, **cond)`` with ``sigma`` broadcast to ``[B]``.
+    """One checked model call: `D(x, sigma, **cond)` with `sigma` broadcast to `[B]`.
 
-    Raises :class:`ShapeMismatchError` or :class:`NonFiniteError` on a bad output (the finite check is
-    deferred to the final samples inside :func:`tgsample.sample`: :func:`finite_checks_deferred`).
+    Raises [`ShapeMismatchError`][tgsample.errors.ShapeMismatchError] or
+    [`NonFiniteError`][tgsample.errors.NonFiniteError] on a bad output (the finite check is
+    deferred to the final samples inside [`tgsample.sample`][tgsample.sampling.sample]:
+    [`finite_checks_deferred`][tgsample.guidance.base.finite_checks_deferred]).
     """
     model = _model(model)
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
@@ -210,7 +227,7 @@ def _cat(a: Any, b: Any, batch: int) -> Any:
 
 
 def denoise_pair(model: Any, x: Tensor, sigma: Tensor, cond: Cond, uncond: Cond) -> tuple[Tensor, Tensor]:
-    """``(D_c, D_u)`` from **one** batched model call on ``[x; x]``."""
+    """`(D_c, D_u)` from **one** batched model call on `[x; x]`."""
     b = x.shape[0]
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(b)
     keys = set(cond) | set(uncond)
@@ -220,7 +237,7 @@ def denoise_pair(model: Any, x: Tensor, sigma: Tensor, cond: Cond, uncond: Cond)
 
 
 def frozen_set(obj: Any, **values: Any) -> None:
-    """Set attributes of a frozen dataclass in its ``__post_init__`` (normalised parameters)."""
+    """Set attributes of a frozen dataclass in its `__post_init__` (normalised parameters)."""
     for k, v in values.items():
         object.__setattr__(obj, k, v)
 

@@ -16,14 +16,15 @@ from .spec import part
 
 __all__ = ["CFG", "CFGPP", "CFGPP_MAX_LAM", "DistilledCFG", "NoGuidance", "RescaledCFG", "check_finite", "check_unit"]
 
-#: the largest CFG++ ``lam`` accepted: the official Distillation++ code's DPM++ 2S-a runs use 1.2 (the CFG++
-#: paper's range is [0, 1]); above 1 the guided estimate extrapolates past the conditional one.
 CFGPP_MAX_LAM = 1.2
+"""the largest CFG++ `lam` accepted: the official Distillation++ code's DPM++ 2S-a runs use 1.2 (the CFG++
+paper's range is [0, 1]); above 1 the guided estimate extrapolates past the conditional one."""
 
 
 def check_unit(name: str, value: Any, hi: float = 1.0, why: str = "") -> float:
-    """``value`` as a float after checking it is a strength in ``[0, hi]`` (:class:`ConfigError` naming
-    ``name``, the range and ``why``)."""
+    """`value` as a float after checking it is a strength in `[0, hi]` ([`ConfigError`][tgsample.errors.ConfigError]
+    naming
+    `name`, the range and `why`)."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -34,7 +35,8 @@ def check_unit(name: str, value: Any, hi: float = 1.0, why: str = "") -> float:
 
 
 def check_finite(name: str, value: Any) -> float:
-    """``value`` as a float after checking it is a finite number (:class:`ConfigError` naming ``name``)."""
+    """`value` as a float after checking it is a finite number ([`ConfigError`][tgsample.errors.ConfigError] naming
+    `name`)."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -46,7 +48,7 @@ def check_finite(name: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class NoGuidance(Guidance):
-    """The conditional denoiser alone: ``denoised = direction = D_c``."""
+    """The conditional denoiser alone: `denoised = direction = D_c`."""
 
     def __call__(self, model: Any, x: Tensor, sigma: Tensor, ctx: StepContext) -> Estimate:
         return Estimate.same(denoise(model, x, sigma, ctx.cond))
@@ -54,9 +56,9 @@ class NoGuidance(Guidance):
 
 @dataclass(frozen=True)
 class CFG(Guidance):
-    """Classifier-free guidance: ``denoised = direction = D_u + w (D_c - D_u)``.
+    r"""Classifier-free guidance: $\text{denoised} = \text{direction} = D_u + w\, (D_c - D_u)$.
 
-    Cond and uncond are evaluated in one batched call; ``w = 1`` makes one conditional call.
+    Cond and uncond are evaluated in one batched call; `w = 1` makes one conditional call.
     """
 
     scale: float = 7.5
@@ -73,11 +75,12 @@ class CFG(Guidance):
 
 @dataclass(frozen=True)
 class RescaledCFG(CFG):
-    """CFG with diffusers' ``guidance_rescale`` (Lin et al. 2023, sec. 3.4), on the implied noise
-    ``eps = (x - D) / sigma`` as diffusers applies it to an eps model's output:
-    ``eps <- phi eps_cfg std(eps_c) / std(eps_cfg) + (1 - phi) eps_cfg`` (:func:`tgsample.math.rescale_guided`,
-    std per sample), then ``denoised = direction = x - sigma eps``. ``RescaledCFG(w, phi)`` is a diffusers
-    pipeline's ``guidance_scale=w, guidance_rescale=phi`` (for v-prediction models diffusers rescales v instead).
+    """CFG with diffusers' `guidance_rescale` (Lin et al. 2023, sec. 3.4), on the implied noise
+    `eps = (x - D) / sigma` as diffusers applies it to an eps model's output:
+    `eps <- phi eps_cfg std(eps_c) / std(eps_cfg) + (1 - phi) eps_cfg`
+    ([`tgsample.math.rescale_guided`][tgsample.math.rescale_guided],
+    std per sample), then `denoised = direction = x - sigma eps`. `RescaledCFG(w, phi)` is a diffusers
+    pipeline's `guidance_scale=w, guidance_rescale=phi` (for v-prediction models diffusers rescales v instead).
     """
 
     rescale: float = 0.7
@@ -96,12 +99,12 @@ class RescaledCFG(CFG):
 
 @dataclass(frozen=True)
 class CFGPP(Guidance):
-    """CFG++ (Chung et al. 2024): ``denoised = D_u + lam (D_c - D_u)``, ``direction = D_u``.
+    r"""CFG++ (Chung et al. 2024): $\text{denoised} = D_u + \lambda\, (D_c - D_u)$, $\text{direction} = D_u$.
 
-    With Euler this is CFG with the per-step scale ``w_i = lam * sigma_i / (sigma_i - sigma_{i+1})``;
-    ``lam = 0`` follows the unconditional trajectory and ``lam = 1`` is *not* the conditional sampler.
-    ``lam`` lies in ``[0, CFGPP_MAX_LAM]`` = ``[0, 1.2]``: the paper's ``[0, 1]`` and the slight
-    extrapolation (``lam > 1``: ``denoised`` beyond ``D_c``) of the official Distillation++ DPM++ 2S-a runs.
+    With Euler this is CFG with the per-step scale $w_i = \lambda \sigma_i / (\sigma_i - \sigma_{i+1})$;
+    `lam = 0` follows the unconditional trajectory and `lam = 1` is *not* the conditional sampler.
+    `lam` lies in `[0, CFGPP_MAX_LAM]` = `[0, 1.2]`: the paper's `[0, 1]` and the slight
+    extrapolation (`lam > 1`: `denoised` beyond `D_c`) of the official Distillation++ DPM++ 2S-a runs.
     """
 
     lam: float = 0.6
@@ -122,11 +125,11 @@ class CFGPP(Guidance):
 class DistilledCFG(Guidance):
     """Guidance folded into a guided-distillation student (Meng et al. 2023, arXiv 2210.03142).
 
-    The student takes the guidance scale ``w`` as an input, so any ``w`` costs one model call:
-    ``D = D_student(x, sigma, cond, w)``. The scale is passed to the denoiser as the
-    conditioning key ``key`` (a ``[B]`` tensor, on cond and uncond); LCM-style students embed ``w - 1``.
-    ``inner`` is the guidance evaluated with that input (default: the conditional denoiser alone),
-    e.g. ``DistilledCFG(1.0, inner=CFG(2.0))`` is CFG on the student at ``w = 1``.
+    The student takes the guidance scale `w` as an input, so any `w` costs one model call:
+    `D = D_student(x, sigma, cond, w)`. The scale is passed to the denoiser as the
+    conditioning key `key` (a `[B]` tensor, on cond and uncond); LCM-style students embed `w - 1`.
+    `inner` is the guidance evaluated with that input (default: the conditional denoiser alone),
+    e.g. `DistilledCFG(1.0, inner=CFG(2.0))` is CFG on the student at `w = 1`.
     """
 
     scale: float = 8.0

@@ -16,7 +16,7 @@ from .spec import part
 
 
 def check_step_indices(who: str, steps: Any) -> tuple[int, ...]:
-    """``steps`` as a tuple of step indices (an int ``n`` means the first ``n`` steps)."""
+    """`steps` as a tuple of step indices (an int `n` means the first `n` steps)."""
     if isinstance(steps, bool) or not isinstance(steps, (int, Sequence)) or isinstance(steps, str):
         raise ConfigError(f"{who} guided_steps={steps!r} must be a number of leading steps or a list of step indices")
     if isinstance(steps, int):
@@ -30,7 +30,7 @@ def check_step_indices(who: str, steps: Any) -> tuple[int, ...]:
 
 
 def check_steps_exist(who: str, guided: Sequence[int], sigmas: Tensor) -> None:
-    """Refuse guided step indices that the schedule ``sigmas`` does not have."""
+    """Refuse guided step indices that the schedule `sigmas` does not have."""
     n = len(sigmas) - 1
     missing = [s for s in guided if s >= n]
     if missing:
@@ -40,8 +40,8 @@ def check_steps_exist(who: str, guided: Sequence[int], sigmas: Tensor) -> None:
 
 @dataclass(frozen=True)
 class Interval(Guidance):
-    """Apply ``inner`` only where ``sigma_lo <= sigma <= sigma_hi`` (and, if given, on ``guided_steps``);
-    elsewhere ``outside`` (default: the conditional denoiser alone).
+    """Apply `inner` only where `sigma_lo <= sigma <= sigma_hi` (and, if given, on `guided_steps`);
+    elsewhere `outside` (default: the conditional denoiser alone).
 
     Guidance in a limited interval (Kynkaanniemi et al. 2024) is the usual use. A step
     restriction needs the step number, so only solvers that provide it can run it. The test is per
@@ -81,7 +81,7 @@ class Interval(Guidance):
         super().check(sigmas)
 
     def active(self, sigma: Tensor, ctx: StepContext) -> Tensor:
-        """Per sample (``[B]`` bool): ``sigma_lo <= sigma <= sigma_hi`` and, with ``guided_steps``, the step is one."""
+        """Per sample (`[B]` bool): `sigma_lo <= sigma <= sigma_hi` and, with `guided_steps`, the step is one."""
         inside = (sigma >= self.sigma_lo) & (sigma <= self.sigma_hi)
         if self.guided_steps is not None and ctx.require_step("Interval(guided_steps=...)") not in self.guided_steps:
             inside = torch.zeros_like(inside)

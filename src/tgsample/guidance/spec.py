@@ -1,18 +1,23 @@
-"""Guidance specs: one builder from YAML / dicts to guidance objects, and back (:func:`to_spec`).
+"""Guidance specs: one builder from YAML / dicts to guidance objects, and back
+([`to_spec`][tgsample.guidance.spec.to_spec]).
 
-A guidance declares its parameters as dataclass fields; fields made with :func:`part` are
-nested guidances and fields made with :func:`model_part` are models (a teacher). So one builder
-serves built-ins and plugins alike::
+A guidance declares its parameters as dataclass fields; fields made with [`part`][tgsample.guidance.spec.part] are
+nested guidances and fields made with [`model_part`][tgsample.guidance.spec.model_part] are models (a teacher). So one
+builder
+serves built-ins and plugins alike:
 
-    {"name": "interval", "sigma_hi": 5.0, "inner": {"name": "teacher", "lam": 0.3, "student": "cfg"}}
+```python
+{"name": "interval", "sigma_hi": 5.0, "inner": {"name": "teacher", "lam": 0.3, "student": "cfg"}}
+```
 
-* a ``part`` value may be a spec (a registry name or ``{"name": ..., **options}``) or an object;
-* a ``model_part`` value may be a teachers registry name, a built model or a denoiser; left out, it is
-  the run's teacher (the recipe's ``teacher``), built by the resolver with ``student=``;
-* :func:`to_spec` writes every parameter (nested parts as specs, a model part as its registry name),
-  and ``build(to_spec(g))`` equals ``g``.
+* a `part` value may be a spec (a registry name or `{"name": ..., **options}`) or an object;
+* a `model_part` value may be a teachers registry name, a built model or a denoiser; left out, it is
+  the run's teacher (the recipe's `teacher`), built by the resolver with `student=`;
+* [`to_spec`][tgsample.guidance.spec.to_spec] writes every parameter (nested parts as specs, a model part as its
+registry name),
+  and `build(to_spec(g))` equals `g`.
 
-A guidance class that is not a dataclass still builds from ``{"name": ..., **options}`` (its
+A guidance class that is not a dataclass still builds from `{"name": ..., **options}` (its
 options passed as they are), without nested parts.
 """
 
@@ -25,16 +30,18 @@ from ..errors import ConfigError, PluginError
 
 __all__ = ["GuidanceSpec", "PART", "TeacherSource", "build", "model_part", "part", "parts", "to_spec", "walk"]
 
-#: the dataclass-field metadata key that marks nested parts: ``"guidance"`` or ``"model"``.
 PART = "tgsample.part"
+"""the dataclass-field metadata key that marks nested parts: `"guidance"` or `"model"`."""
 
 GuidanceSpec = Union[None, str, Mapping[str, Any], Any]
-#: ``source(name)`` -> a teacher model for a registry name (``None``: the run's own teacher).
+"""What [`build`][tgsample.guidance.spec.build] takes: `None`, a registry name, a `{"name": ..., **options}` mapping, or
+a guidance."""
 TeacherSource = Callable[[Optional[str]], Any]
+"""`source(name)` -> a teacher model for a registry name (`None`: the run's own teacher)."""
 
 
 def part(default: Any = None, *, required: bool = False) -> Any:
-    """A dataclass field holding a nested guidance (built from a spec by :func:`build`)."""
+    """A dataclass field holding a nested guidance (built from a spec by [`build`][tgsample.guidance.spec.build])."""
     meta = {PART: "guidance"}
     return dataclasses.field(metadata=meta) if required else dataclasses.field(default=default, metadata=meta)
 
@@ -50,14 +57,14 @@ def _fields(obj_or_cls: Any) -> tuple:
 
 
 def parts(guidance: Any) -> Iterator[Any]:
-    """The nested guidances of ``guidance`` (its ``part`` fields that are set)."""
+    """The nested guidances of `guidance` (its `part` fields that are set)."""
     for f in _fields(guidance):
         if f.metadata.get(PART) == "guidance" and getattr(guidance, f.name) is not None:
             yield getattr(guidance, f.name)
 
 
 def walk(guidance: Any) -> Iterator[Any]:
-    """``guidance`` and every guidance nested in it, depth first."""
+    """`guidance` and every guidance nested in it, depth first."""
     yield guidance
     for p in parts(guidance):
         yield from walk(p)
@@ -87,14 +94,15 @@ def build(spec: GuidanceSpec, *, teacher: Optional[TeacherSource] = None) -> Any
     """The guidance a spec describes.
 
     Args:
-        spec: ``None`` (the conditional denoiser alone), a guidance registry name, a mapping
-            ``{"name": ..., **options}`` (nestable), or a guidance object (returned as is).
-        teacher: how a teacher is obtained for a :func:`model_part`: ``teacher(name)`` gets a registry
-            name from the spec, or ``None`` for "the run's teacher". Default: build a named teacher
+        spec: `None` (the conditional denoiser alone), a guidance registry name, a mapping
+            `{"name": ..., **options}` (nestable), or a guidance object (returned as is).
+        teacher: how a teacher is obtained for a [`model_part`][tgsample.guidance.spec.model_part]: `teacher(name)` gets
+            a registry
+            name from the spec, or `None` for "the run's teacher". Default: build a named teacher
             from the registry (without a student), and refuse a spec without one.
 
     Raises:
-        ConfigError: a mapping without ``name``, options a guidance does not take, a teacher guidance
+        ConfigError: a mapping without `name`, options a guidance does not take, a teacher guidance
             without a teacher, or a parameter out of range (the guidance's own check).
         UnknownNameError: an unknown guidance name (with the close ones).
     """
@@ -170,8 +178,8 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def to_spec(guidance: Any) -> dict:
-    """``{"name": <registry name>, **every parameter}``: nested guidances as specs, a teacher model as its
-    registry name (left out when it has none). ``build(to_spec(g), teacher=...)`` equals ``g``.
+    """`{"name": <registry name>, **every parameter}`: nested guidances as specs, a teacher model as its
+    registry name (left out when it has none). `build(to_spec(g), teacher=...)` equals `g`.
 
     Raises:
         ConfigError: the guidance's class is not registered, or a parameter is not plain data (a function).
@@ -205,7 +213,7 @@ def _is_guidance_class(obj: Any) -> bool:
 
 
 def conform(obj: Any, label: str) -> None:
-    """What a ``tgsample.guidance`` registration must be: a guidance class, a factory or an instance."""
+    """What a `tgsample.guidance` registration must be: a guidance class, a factory or an instance."""
     import inspect
 
     from .base import is_guidance
@@ -224,8 +232,10 @@ def conform(obj: Any, label: str) -> None:
 
 
 def create(obj: Any, options: dict, site: Any) -> Any:
-    """How :func:`tgsample.registry.create` builds a guidance: an instance as is (no options), a class
-    through :func:`build`'s rules (nested parts from specs), a factory called with the options."""
+    """How [`tgsample.registry.create`][tgsample.registry.create] builds a guidance: an instance as is (no options), a
+    class
+    through [`build`][tgsample.guidance.spec.build]'s rules (nested parts from specs), a factory called with the
+    options."""
     from .. import registry
     from .base import is_guidance
 

@@ -1,13 +1,13 @@
-"""``tgsample generate``: batch generation on LightningCLI (jsonargparse).
+"""`tgsample generate`: batch generation on LightningCLI (jsonargparse).
 
     tgsample generate                                  # the embedded default (tgsample.models.DEFAULT_JOB)
     tgsample generate --model.preset digits++ --data.prompts '[0,1,2,3]' --data.seeds 4
     tgsample generate --config configs/digits++.yaml --trainer.devices 2 --trainer.strategy ddp
     tgsample generate --config configs/digits++.yaml --print_config      # the full resolved config
 
-Groups: ``--model.*`` (GenerationModule: preset, student, teacher, guidance, solver, schedule, steps, ...
-by registry name), ``--data.*`` (GenerationData: the records), ``--output.*`` (GenerationWriter: where
-they go) and ``--trainer.*`` (GenerationTrainer: the Trainer's arguments that matter to prediction).
+Groups: `--model.*` (GenerationModule: preset, student, teacher, guidance, solver, schedule, steps, ...
+by registry name), `--data.*` (GenerationData: the records), `--output.*` (GenerationWriter: where
+they go) and `--trainer.*` (GenerationTrainer: the Trainer's arguments that matter to prediction).
 Exit status: 0 done, 2 bad input (one line, no traceback), 143 stopped by SIGTERM (rerun to finish).
 """
 
@@ -34,10 +34,12 @@ from .writer import GenerationWriter
 
 __all__ = ["main", "build_cli", "GenerationTrainer", "ImagesPerSecondBar", "GenerateCLI"]
 
-#: Lightning's messages that say nothing about generation (hardware banner, tips, a torch deprecation
-#: inside Lightning, the zero-length notice of a finished job, which the writer reports itself).
 QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+"""Lightning's messages that say nothing about generation (hardware banner, tips, a torch deprecation
+inside Lightning, the zero-length notice of a finished job, which the writer reports itself)."""
 QUIET_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"Total length of .* across ranks is zero")
+"""Warning messages (regular expressions) that `tgsample generate` hides: Lightning's own, about nothing the user
+set."""
 
 
 class ImagesPerSecondBar(TQDMProgressBar):
@@ -63,7 +65,7 @@ class ImagesPerSecondBar(TQDMProgressBar):
 
 
 class GenerationTrainer(Trainer):
-    """Lightning's Trainer with only the arguments that matter to ``Trainer.predict`` (``--trainer.*``).
+    """Lightning's Trainer with only the arguments that matter to `Trainer.predict` (`--trainer.*`).
 
     No logger, checkpointing or model summary; the images/s progress bar unless a progress bar is
     given or it is disabled. Lightning's own SIGTERM handler is not installed: it broadcasts from
@@ -96,8 +98,8 @@ class GenerationTrainer(Trainer):
 
 
 def _plain(text: str) -> str:
-    """Help text without docstring markup: Sphinx roles (``:class:`~a.B``` -> ``B``), double backticks,
-    Markdown cross-references (``[`sample`][tgsample.sample]`` -> ``sample``) and code spans."""
+    """Help text without docstring markup: Sphinx roles (`` :class:`~a.B` `` -> `B`), double backticks,
+    Markdown cross-references (`` [`sample`][tgsample.sample] `` -> `sample`) and code spans."""
     def role(m: re.Match) -> str:
         target = m.group(1).strip()
         label = re.match(r"(.*?)\s*<[^>]*>$", target)
@@ -110,21 +112,23 @@ def _plain(text: str) -> str:
     return text.replace("``", "").replace("`", "")
 
 
-#: the argument groups of ``tgsample generate --help``, in order
 GROUPS = {
     "trainer": "--trainer.*: where to run (the Lightning Trainer's prediction arguments)",
     "model": "--model.*: how to sample (a preset and overrides, by registry name)",
     "data": "--data.*: what to generate (records: prompt or class, seed, overrides)",
     "output": "--output.*: where the images go (resumable run directory)",
 }
+"""the argument groups of `tgsample generate --help`, in order"""
 DESCRIPTION = ("Batch generation on Lightning's Trainer.predict: one image per record, resumable (rerun the same "
                "command), any number of processes. With no arguments: the embedded default model and records.")
+"""The description at the top of `tgsample generate --help`."""
 USAGE = ("tgsample generate [--config FILE] [--print_config] [--model.* ...]\n"
          "                         [--data.* ...] [--output.* ...] [--trainer.* ...]")
+"""The usage line of `tgsample generate --help`."""
 
 
 def _variants(names: list[str]) -> list[str]:
-    """``["a", "a++", "b"]`` -> ``["a[++]", "b"]`` (a preset and its teacher-guided variant in one word)."""
+    """`["a", "a++", "b"]` -> `["a[++]", "b"]` (a preset and its teacher-guided variant in one word)."""
     every = set(names)
     return [f"{n}[++]" if f"{n}++" in every else n for n in names if not (n.endswith("++") and n[:-2] in every)]
 
@@ -157,10 +161,10 @@ class HelpFormatter(DefaultHelpFormatter):
 
 
 class GenerateCLI(LightningCLI):
-    """LightningCLI for generation: the ``--output.*`` group, clean help, the embedded default."""
+    """LightningCLI for generation: the `--output.*` group, clean help, the embedded default."""
 
     def add_default_arguments_to_parser(self, parser: Any) -> None:
-        """No ``--seed_everything``: every sample's noise comes from its own record's seed."""
+        """No `--seed_everything`: every sample's noise comes from its own record's seed."""
 
     def _set_seed(self) -> None:
         pass
@@ -187,7 +191,7 @@ class GenerateCLI(LightningCLI):
                 action.metavar = _metavar(action.dest.split(".")[-1])
 
     def before_instantiate_classes(self) -> None:
-        """The embedded default (:data:`tgsample.models.DEFAULT_JOB`) for what was not given."""
+        """The embedded default (`tgsample.models.DEFAULT_JOB`) for what was not given."""
         from ..models import DEFAULT_JOB
 
         model, data = self.config["model"], self.config["data"]
@@ -199,7 +203,7 @@ class GenerateCLI(LightningCLI):
 
 
 def build_cli(argv: Optional[list[str]] = None) -> GenerateCLI:
-    """Parse ``argv`` and instantiate the module, data module and Trainer (no run)."""
+    """Parse `argv` and instantiate the module, data module and Trainer (no run)."""
     with warnings.catch_warnings():  # argv is sys.argv minus "generate": not the mistake this warns about
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return _build_cli(argv)
@@ -215,7 +219,7 @@ def _build_cli(argv: Optional[list[str]]) -> GenerateCLI:
 
 
 def one_line(exc: BaseException) -> str:
-    """A jsonargparse parse error in one line: ``--key: <the innermost reason>``."""
+    """A jsonargparse parse error in one line: `--key: <the innermost reason>`."""
     text = str(exc)
     m = re.match(r'Parser key "([^"]+)":\s*(.*)', text, re.S)
     if not m:
@@ -231,7 +235,7 @@ def one_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Lightning's informational messages and known-irrelevant warnings off (see :data:`QUIET_WARNINGS`)."""
+    """Lightning's informational messages and known-irrelevant warnings off (see `QUIET_WARNINGS`)."""
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -261,7 +265,7 @@ def _generate(argv: list[str]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run ``tgsample generate``; returns the exit status (see the module docs)."""
+    """Run `tgsample generate`; returns the exit status (see the module docs)."""
     from ..cli import guarded
 
     return guarded("tgsample generate", _generate, list(sys.argv[1:] if argv is None else argv))

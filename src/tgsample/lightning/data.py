@@ -1,22 +1,23 @@
 """Generation records and the data module that shards them over processes.
 
-A :class:`Record` is one image to make: ``(id, prompt, negative, seed, overrides)``. ``prompt`` is
-whatever the student's ``encode`` takes (a text prompt, or a class label such as ``3`` for the
-digit models). Records come from a prompt file (``.txt``: one prompt a line; ``.csv``: a header
-with ``prompt`` or ``class`` and optionally ``id``, ``negative``, ``seed``, ``overrides`` (JSON);
-``.jsonl``: one object a line with the same keys) or from a list of prompts, each crossed with
-``seeds`` unless the record names its own seed.
+A [`Record`][tgsample.lightning.data.Record] is one image to make: `(id, prompt, negative, seed, overrides)`. `prompt`
+is
+whatever the student's `encode` takes (a text prompt, or a class label such as `3` for the
+digit models). Records come from a prompt file (`.txt`: one prompt a line; `.csv`: a header
+with `prompt` or `class` and optionally `id`, `negative`, `seed`, `overrides` (JSON);
+`.jsonl`: one object a line with the same keys) or from a list of prompts, each crossed with
+`seeds` unless the record names its own seed.
 
-Ids are stable: an explicit ``id``, else ``<index>`` (6 digits, the record's position among the
-file's records) for a record with its own seed, else ``<index>-<seed>``. So a record means the
-same thing on every run and every rank, and ``<id>.png`` names its image.
+Ids are stable: an explicit `id`, else `<index>` (6 digits, the record's position among the
+file's records) for a record with its own seed, else `<index>-<seed>`. So a record means the
+same thing on every run and every rank, and `<id>.png` names its image.
 
-Sharding is done here, not by Lightning: ``Trainer.predict`` under DDP wraps the sampler in
-``UnrepeatedDistributedSamplerWrapper``, which asserts on a rank with no records. The data module
-gives rank ``r`` of ``W`` the pending records ``r, r + W, ...`` (strided, never repeated) through a
+Sharding is done here, not by Lightning: `Trainer.predict` under DDP wraps the sampler in
+`UnrepeatedDistributedSamplerWrapper`, which asserts on a rank with no records. The data module
+gives rank `r` of `W` the pending records `r, r + W, ...` (strided, never repeated) through a
 sampler Lightning leaves alone, and pads a shorter shard with empty placeholder batches so that every
 rank runs the same number of batches (the writer agrees on stopping once per batch, a collective call).
-What is pending is decided after the models are built: a ``planner`` (the writer's) picks it when the
+What is pending is decided after the models are built: a `planner` (the writer's) picks it when the
 Trainer asks for the data loader.
 """
 
@@ -38,12 +39,13 @@ from ..noise import check_seed
 __all__ = ["Record", "OVERRIDE_KEYS", "MAX_RECORDS", "read_records", "build_records", "check_unique",
            "GenerationData", "shard"]
 
-#: settings a record may override for itself (the models are built once per run).
 OVERRIDE_KEYS = ("guidance", "solver", "solver_options", "schedule", "schedule_options", "steps", "sigmas")
+"""settings a record may override for itself (the models are built once per run)."""
 RECORD_KEYS = ("id", "prompt", "class", "negative", "negative_prompt", "seed", "overrides")
+"""The keys a generation record may have (a JSONL line, a CSV header, a mapping)."""
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-#: the most records one job may hold (they are all in memory on every rank); split bigger jobs.
 MAX_RECORDS = 10_000_000
+"""the most records one job may hold (they are all in memory on every rank); split bigger jobs."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,11 @@ class Record:
     """One image to generate.
 
     Attributes:
-        id: stable, file-name safe (``[A-Za-z0-9._-]``); the image is ``images/<id>.png``.
+        id: stable, file-name safe (`[A-Za-z0-9._-]`); the image is `images/<id>.png`.
         prompt: what the student encodes (text, or a class label).
         seed: the sample's seed (its noise streams depend on it alone).
-        negative: negative prompt / class, or ``None``.
-        overrides: per-record settings (keys in :data:`OVERRIDE_KEYS`).
+        negative: negative prompt / class, or `None`.
+        overrides: per-record settings (keys in [`OVERRIDE_KEYS`][tgsample.lightning.data.OVERRIDE_KEYS]).
     """
 
     id: str
@@ -81,7 +83,7 @@ def _check_id(value: Any, where: str) -> str:
 
 
 def _json_object(text: str, where: str, what: str) -> dict:
-    """``text`` parsed as a JSON object, else :class:`ConfigError` naming ``where`` and ``what``."""
+    """`text` parsed as a JSON object, else [`ConfigError`][tgsample.errors.ConfigError] naming `where` and `what`."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -105,7 +107,7 @@ def _check_overrides(value: Any, where: str) -> dict:
 
 
 def _seed(value: Any, where: str) -> int:
-    """A record's seed: an integer, or the digits of one (CSV cells are text), in ``[0, 2**63)``."""
+    """A record's seed: an integer, or the digits of one (CSV cells are text), in `[0, 2**63)`."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     seed = check_seed(value, f"{where}: seed")
@@ -120,7 +122,7 @@ def _too_many(n: int, source: str) -> ConfigError:
 
 
 def _expand(index: int, row: dict, seeds: Sequence[int], where: str) -> list[Record]:
-    """The record(s) of one row: its own seed, or one record per seed of ``seeds``."""
+    """The record(s) of one row: its own seed, or one record per seed of `seeds`."""
     unknown = sorted(set(row) - set(RECORD_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(RECORD_KEYS)}")
@@ -139,7 +141,7 @@ def _expand(index: int, row: dict, seeds: Sequence[int], where: str) -> list[Rec
 
 
 def check_unique(records: Sequence[Record], source: str = "records") -> list[Record]:
-    """``records`` unchanged, or :class:`ConfigError` naming the duplicated ids."""
+    """`records` unchanged, or [`ConfigError`][tgsample.errors.ConfigError] naming the duplicated ids."""
     seen: dict[str, int] = {}
     dups: list[str] = []
     for i, r in enumerate(records):
@@ -166,7 +168,7 @@ def _seeds(seeds: Union[int, Sequence[int]]) -> list[int]:
 
 def build_records(prompts: Iterable[Any], seeds: Union[int, Sequence[int]] = 1,
                   negative: Any = None) -> list[Record]:
-    """Prompts x seeds: record ``<index>-<seed>`` for each prompt (a str/int, or a row dict) and seed."""
+    """Prompts x seeds: record `<index>-<seed>` for each prompt (a str/int, or a row dict) and seed."""
     seeds = _seeds(seeds)
     if isinstance(prompts, (str, bytes)):
         raise ConfigError(f"prompts={prompts!r} is a string; give a list of prompts (or class labels)")
@@ -182,7 +184,7 @@ def build_records(prompts: Iterable[Any], seeds: Union[int, Sequence[int]] = 1,
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a UTF-8 file; bytes that are not UTF-8 fail naming the file and line."""
+    """`(line number, text)` of a UTF-8 file; bytes that are not UTF-8 fail naming the file and line."""
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
@@ -218,10 +220,11 @@ def _rows_csv(path: Path) -> Iterator[tuple[str, dict]]:
 
 
 READERS = {".txt": _rows_txt, ".jsonl": _rows_jsonl, ".csv": _rows_csv}
+"""The prompt-file readers, by file suffix."""
 
 
 def read_records(path: Union[str, Path], seeds: Union[int, Sequence[int]] = 1) -> list[Record]:
-    """The records of a ``.txt``, ``.csv`` or ``.jsonl`` prompt file (see the module docs)."""
+    """The records of a `.txt`, `.csv` or `.jsonl` prompt file (see the module docs)."""
     path = Path(path)  # a str, a pathlib.Path or jsonargparse's config-relative Path (absolute via __fspath__)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
@@ -240,7 +243,7 @@ def read_records(path: Union[str, Path], seeds: Union[int, Sequence[int]] = 1) -
 
 
 def shard(items: Sequence[Any], rank: int, world: int) -> list[Any]:
-    """Rank ``rank``'s share of ``items``: positions ``rank, rank + world, ...`` (may be empty)."""
+    """Rank `rank`'s share of `items`: positions `rank, rank + world, ...` (may be empty)."""
     return list(items[rank::world])
 
 
@@ -249,7 +252,7 @@ def _collate(batch: list) -> list:
 
 
 def _local_sampler(n: int):
-    """A sequential sampler over an already-sharded dataset. It subclasses ``DistributedSampler`` only so
+    """A sequential sampler over an already-sharded dataset. It subclasses `DistributedSampler` only so
     that Lightning does not wrap it in its own distributed sampler."""
     from torch.utils.data import DistributedSampler
 
@@ -276,14 +279,14 @@ def _datamodule_base():
 
 
 class GenerationData(_datamodule_base()):
-    """Records from ``prompt_file`` or ``prompts`` (crossed with ``seeds``), sharded over the processes.
+    """Records from `prompt_file` or `prompts` (crossed with `seeds`), sharded over the processes.
 
     Args:
-        prompt_file: a ``.txt``, ``.csv`` or ``.jsonl`` file (in a config: relative to the config file).
+        prompt_file: a `.txt`, `.csv` or `.jsonl` file (in a config: relative to the config file).
         prompts: prompts or class labels given directly (instead of a file).
-        seeds: a count ``n`` (seeds ``0..n-1``) or a list, for records without their own seed (default 1).
-        negative: a negative prompt for every record of ``prompts``.
-        batch_size: records per ``predict_step``.
+        seeds: a count `n` (seeds `0..n-1`) or a list, for records without their own seed (default 1).
+        negative: a negative prompt for every record of `prompts`.
+        batch_size: records per `predict_step`.
         num_workers: DataLoader workers (records are tiny: 0 is right).
     """
 

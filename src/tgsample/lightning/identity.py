@@ -1,12 +1,14 @@
 """What identifies a generation job: what decides its pixels, and which records it makes.
 
-A run directory holds one job. Its identity has two parts, both stored in ``run.json``:
+A run directory holds one job. Its identity has two parts, both stored in `run.json`:
 
-* the **config**: the sampling settings *without* where the weights are read from (``path``,
-  ``unet``, ``lora``, ... in ``student_options`` / ``teacher_options``: :data:`LOCATION_OPTIONS`), a
-  fingerprint of the loaded weights in their place, ``batch_invariant`` and the Trainer's precision.
+* the **config**: the sampling settings *without* where the weights are read from (`path`,
+  `unet`, `lora`, ... in `student_options` / `teacher_options`:
+  [`LOCATION_OPTIONS`][tgsample.lightning.identity.LOCATION_OPTIONS]), a
+  fingerprint of the loaded weights in their place, `batch_invariant` and the Trainer's precision.
   Moving the weights to another mount keeps the identity; other weights change it.
-* the **records**: an order-free digest of every record's content (:func:`records_hash`).
+* the **records**: an order-free digest of every record's content
+([`records_hash`][tgsample.lightning.identity.records_hash]).
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ from typing import Any, Iterable, Iterator, Mapping
 
 __all__ = ["LOCATION_OPTIONS", "config_hash", "records_hash", "without_locations", "fingerprint"]
 
-#: model-factory options that say where weights come from, not what they are (see load_model)
 LOCATION_OPTIONS = ("path", "unet", "lora", "allow_download", "cache_dir", "local_files_only")
-#: values sampled from each weight tensor by :func:`fingerprint`
+"""model-factory options that say where weights come from, not what they are (see load_model)"""
 SAMPLES = 256
+"""values sampled from each weight tensor by [`fingerprint`][tgsample.lightning.identity.fingerprint]"""
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """First 16 hex digits of the SHA-256 of ``config`` as canonical JSON (sorted keys)."""
+    """First 16 hex digits of the SHA-256 of `config` as canonical JSON (sorted keys)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def records_hash(keys: Iterable[str]) -> str:
-    """An order-free digest of a set of records (their canonical JSON ``Record.key()``): the sum of their
+    """An order-free digest of a set of records (their canonical JSON `Record.key()`): the sum of their
     SHA-256 digests modulo 2**128, with the count. Streams: memory does not grow with the records."""
     total, count = 0, 0
     for key in keys:
@@ -41,7 +43,8 @@ def records_hash(keys: Iterable[str]) -> str:
 
 
 def without_locations(settings: Mapping[str, Any]) -> dict:
-    """``settings`` with the :data:`LOCATION_OPTIONS` removed from ``student_options`` / ``teacher_options``."""
+    """`settings` with the [`LOCATION_OPTIONS`][tgsample.lightning.identity.LOCATION_OPTIONS] removed from
+    `student_options` / `teacher_options`."""
     out = copy.deepcopy(dict(settings))
     for key in ("student_options", "teacher_options"):
         if isinstance(out.get(key), Mapping):
@@ -50,8 +53,8 @@ def without_locations(settings: Mapping[str, Any]) -> dict:
 
 
 def _modules(obj: Any, depth: int = 0, seen: set | None = None) -> Iterator[Any]:
-    """The ``torch.nn.Module`` objects a model bundle holds (its denoiser, and e.g. a pipeline's UNet,
-    text encoders and VAE in its ``parts``), each once."""
+    """The `torch.nn.Module` objects a model bundle holds (its denoiser, and e.g. a pipeline's UNet,
+    text encoders and VAE in its `parts`), each once."""
     import torch
 
     seen = set() if seen is None else seen
@@ -72,8 +75,9 @@ def _modules(obj: Any, depth: int = 0, seen: set | None = None) -> Iterator[Any]
 
 
 def fingerprint(*models: Any) -> str:
-    """A cheap fingerprint of the weights that ``models`` hold, as loaded (dtype included): per tensor
-    its name, shape and dtype and :data:`SAMPLES` evenly spaced values. Different checkpoints differ in
+    """A cheap fingerprint of the weights that `models` hold, as loaded (dtype included): per tensor
+    its name, shape and dtype and [`SAMPLES`][tgsample.lightning.identity.SAMPLES] evenly spaced values. Different
+    checkpoints differ in
     nearly every value, so they differ here; the same files at another path do not."""
     import torch
 

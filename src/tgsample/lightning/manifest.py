@@ -1,13 +1,13 @@
 """The files of a run directory, checked rather than trusted: atomic writes, self-describing PNGs with a
 checksum, manifest rows read as a stream, and an on-disk index that merges them in flat memory.
 
-* Every file is written under a temporary name, then ``os.replace``-d: a reader sees the old file or the
-  whole new one, never a torn one. A first ``run.json`` is created with ``os.link`` (fails if it exists),
+* Every file is written under a temporary name, then `os.replace`-d: a reader sees the old file or the
+  whole new one, never a torn one. A first `run.json` is created with `os.link` (fails if it exists),
   so two jobs started at once cannot both claim a directory.
-* A PNG carries its record and config hash in a ``tgsample`` text chunk, so an image is recognised
+* A PNG carries its record and config hash in a `tgsample` text chunk, so an image is recognised
   without its manifest row; the row carries the SHA-256 of the PNG's bytes, so a swapped or edited
   file is detected.
-* Manifest rows are read line by line (a torn last line from ``kill -9`` is skipped) and indexed in a
+* Manifest rows are read line by line (a torn last line from `kill -9` is skipped) and indexed in a
   temporary SQLite file (latest row per id), so merging a million rows costs disk, not memory.
 """
 
@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 __all__ = ["atomic_write", "create_exclusive", "png_bytes", "png_record", "sha256_file", "read_rows", "RowIndex",
            "TEXT_KEY"]
 
-#: the PNG text chunk that holds ``{"record": ..., "config_hash": ...}`` (what makes a PNG tgsample's)
 TEXT_KEY = "tgsample"
+"""the PNG text chunk that holds `{"record": ..., "config_hash": ...}` (what makes a PNG tgsample's)"""
 
 
 def _tmp(path: Path) -> Path:
@@ -34,7 +34,7 @@ def _tmp(path: Path) -> Path:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (the temporary is removed on error)."""
+    """Write `data` to `path` through a temporary file and `os.replace` (the temporary is removed on error)."""
     tmp = _tmp(path)
     try:
         with open(tmp, "wb") as f:
@@ -46,7 +46,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
-    """:func:`atomic_write` of a text file from an iterable of lines (streamed, each with its newline)."""
+    """[`atomic_write`][tgsample.lightning.manifest.atomic_write] of a text file from an iterable of lines (streamed,
+    each with its newline)."""
     tmp = _tmp(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -58,7 +59,7 @@ def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
 
 
 def create_exclusive(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data`` unless it exists (atomically: a temporary file, then ``os.link``).
+    """Create `path` with `data` unless it exists (atomically: a temporary file, then `os.link`).
     Returns False when another process created it first."""
     tmp = _tmp(path)
     try:
@@ -73,7 +74,8 @@ def create_exclusive(path: Path, data: bytes) -> bool:
 
 
 def png_bytes(image: Any, meta: dict) -> bytes:
-    """A PNG of ``uint8 [H, W, C]`` (C = 1, 3 or 4) with ``meta`` as JSON in its :data:`TEXT_KEY` chunk."""
+    """A PNG of `uint8 [H, W, C]` (C = 1, 3 or 4) with `meta` as JSON in its
+    [`TEXT_KEY`][tgsample.lightning.manifest.TEXT_KEY] chunk."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -87,7 +89,8 @@ def png_bytes(image: Any, meta: dict) -> bytes:
 
 
 def png_record(path: Path) -> Optional[dict]:
-    """The :data:`TEXT_KEY` metadata of a complete, decodable PNG, else ``None`` (missing, torn, foreign)."""
+    """The [`TEXT_KEY`][tgsample.lightning.manifest.TEXT_KEY] metadata of a complete, decodable PNG, else `None`
+    (missing, torn, foreign)."""
     from PIL import Image
 
     try:
@@ -102,7 +105,7 @@ def png_record(path: Path) -> Optional[dict]:
 
 
 def sha256_file(path: Path) -> Optional[str]:
-    """The SHA-256 of a file's bytes, or ``None`` if it cannot be read."""
+    """The SHA-256 of a file's bytes, or `None` if it cannot be read."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -122,8 +125,8 @@ def _row(line: str) -> Optional[dict]:
 
 
 def read_rows(paths: Iterable[Path]) -> Iterator[tuple[str, dict]]:
-    """``(line, row)`` for every well-formed manifest row in ``paths``, read as a stream (malformed lines,
-    such as a last line cut off by ``kill -9``, are skipped; a missing file is empty)."""
+    """`(line, row)` for every well-formed manifest row in `paths`, read as a stream (malformed lines,
+    such as a last line cut off by `kill -9`, are skipped; a missing file is empty)."""
     for p in paths:
         try:
             f = open(p, encoding="utf-8", errors="replace")
@@ -137,10 +140,12 @@ def read_rows(paths: Iterable[Path]) -> Iterator[tuple[str, dict]]:
 
 
 class RowIndex:
-    """The latest row (largest ``finished``) per record id, in a temporary SQLite file (flat memory).
+    """The latest row (largest `finished`) per record id, in a temporary SQLite file (flat memory).
 
-    Use as a context manager; :meth:`add` rows, then :meth:`get` by id or iterate :meth:`rest`
-    (rows of ids not :meth:`take`-n yet, in insertion order).
+    Use as a context manager; [`add`][tgsample.lightning.manifest.RowIndex.add] rows, then
+    [`get`][tgsample.lightning.manifest.RowIndex.get] by id or iterate
+    [`rest`][tgsample.lightning.manifest.RowIndex.rest]
+    (rows of ids not [`take`][tgsample.lightning.manifest.RowIndex.take]-n yet, in insertion order).
     """
 
     def __init__(self) -> None:
@@ -163,7 +168,7 @@ class RowIndex:
         self._dir.cleanup()
 
     def add(self, line: str, row: dict, keep: Callable[[dict], bool] = lambda r: True) -> None:
-        """Index ``row`` (its text ``line``) if ``keep(row)``; a later-finished row of the same id replaces it."""
+        """Index `row` (its text `line`) if `keep(row)`; a later-finished row of the same id replaces it."""
         if not keep(row):
             return
         finished = row.get("finished")
@@ -174,15 +179,15 @@ class RowIndex:
                         "WHERE excluded.finished >= rows.finished", (row["id"], self._seq, finished, line))
 
     def get(self, record_id: str) -> Optional[tuple[str, dict]]:
-        """``(line, row)`` of ``record_id``, or ``None``."""
+        """`(line, row)` of `record_id`, or `None`."""
         hit = self.db.execute("SELECT line FROM rows WHERE id = ?", (record_id,)).fetchone()
         return None if hit is None else (hit[0], json.loads(hit[0]))
 
     def take(self, record_id: str) -> None:
-        """Mark ``record_id`` as placed (it is then not in :meth:`rest`)."""
+        """Mark `record_id` as placed (it is then not in [`rest`][tgsample.lightning.manifest.RowIndex.rest])."""
         self.db.execute("UPDATE rows SET taken = 1 WHERE id = ?", (record_id,))
 
     def rest(self) -> Iterator[tuple[str, dict]]:
-        """Rows never :meth:`take`-n, in the order they were first added."""
+        """Rows never [`take`][tgsample.lightning.manifest.RowIndex.take]-n, in the order they were first added."""
         for (line,) in self.db.execute("SELECT line FROM rows WHERE taken = 0 ORDER BY seq"):
             yield line, json.loads(line)

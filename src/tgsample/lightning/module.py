@@ -1,16 +1,18 @@
-"""The LightningModule of ``tgsample generate``: one ``predict_step`` = :func:`tgsample.sample` on a batch.
+"""The LightningModule of `tgsample generate`: one `predict_step` = [`tgsample.sample`][tgsample.sampling.sample] on a
+batch.
 
-Models are built in :meth:`GenerationModule.configure_model`, once per process, after the process
-group is up and inside the Trainer's device / precision context; nothing is pickled (``ddp_spawn``
-pickles the module before they exist). A second ``predict`` reuses them.
+Models are built in [`GenerationModule.configure_model`][tgsample.lightning.module.GenerationModule.configure_model],
+once per process, after the process
+group is up and inside the Trainer's device / precision context; nothing is pickled (`ddp_spawn`
+pickles the module before they exist). A second `predict` reuses them.
 
-Reproducibility: sample ``i`` draws its noise from its own seed's streams, so the noise never
-depends on the batch, and records are sampled in batches (the default, ``batch_invariant=False``):
+Reproducibility: sample `i` draws its noise from its own seed's streams, so the noise never
+depends on the batch, and records are sampled in batches (the default, `batch_invariant=False`):
 one text-encoder pass, one network call per step and one teacher call for the whole batch. The
 network's batched arithmetic is not bit-exact across batch sizes (on CPU a conv/matmul over 8
 samples differs from the same sample alone in the last bits, up to ~1e-6 on the digit UNets; on
 GPUs, without deterministic kernels, not even across runs), so an image may differ in the last bit
-of a pixel between batch sizes. ``batch_invariant=True`` is the explicit opt-in to bit-identity for
+of a pixel between batch sizes. `batch_invariant=True` is the explicit opt-in to bit-identity for
 any batch size and process count: it samples each record alone, which costs batching's whole
 speed-up (one text-encoder pass, one network call per step and one teacher call per *record*; on a
 GPU, where a batch of 8 costs little more than one sample, most of the device).
@@ -37,12 +39,12 @@ from .identity import config_hash, fingerprint, without_locations
 
 __all__ = ["GenerationModule", "config_hash", "to_uint8"]
 
-#: the settings that name the models (the rest are the recipe's fields).
 MODEL_KEYS = ("preset", "student", "student_options")
+"""the settings that name the models (the rest are the recipe's fields)."""
 
 
 def to_uint8(images: Tensor) -> Tensor:
-    """Images ``[B, C, H, W]`` in ``[0, 1]`` -> ``uint8 [B, H, W, C]`` on the CPU (``round(255 x)``)."""
+    """Images `[B, C, H, W]` in `[0, 1]` -> `uint8 [B, H, W, C]` on the CPU (`round(255 x)`)."""
     return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
@@ -59,22 +61,22 @@ def _key(overrides: Mapping[str, Any]) -> str:
 class GenerationModule(LightningModule):
     """Sampling settings (a preset or a student's recipe, plus explicit overrides) and the models they name.
 
-    The settings are resolved with the one precedence rule of :func:`tgsample.recipes.settle`:
+    The settings are resolved with the one precedence rule of [`tgsample.recipes.settle`][tgsample.recipes.settle]:
     explicit arguments > the recipe (the preset's, else the student's plain one) > library defaults.
 
     Args:
-        preset: a preset name (``tgsample list presets``): student ``NAME`` with recipe ``SUFFIX``
-            (``digits-compact++``); the other arguments override the recipe's fields.
+        preset: a preset name (`tgsample list presets`): student `NAME` with recipe `SUFFIX`
+            (`digits-compact++`); the other arguments override the recipe's fields.
         student: students registry name (default: the preset's).
         student_options: keyword options of the student factory.
         teacher: teachers registry name (what teacher guidance uses).
-        teacher_options: keyword options of the teacher factory (it also gets ``student=`` if it takes one).
-        guidance: a guidance spec: a registry name or ``{"name": ..., **options}``, nestable.
+        teacher_options: keyword options of the teacher factory (it also gets `student=` if it takes one).
+        guidance: a guidance spec: a registry name or `{"name": ..., **options}`, nestable.
         solver: solvers registry name.
-        solver_options: the solver's keyword options (``eta``, ``gamma``, ...).
+        solver_options: the solver's keyword options (`eta`, `gamma`, ...).
         schedule: schedules registry name.
         schedule_options: the schedule's keyword options.
-        steps: number of steps of ``schedule``.
+        steps: number of steps of `schedule`.
         sigmas: an explicit schedule instead (decreasing, ending at 0).
         batch_invariant: opt-in: unbatched, bit-exact.
     """
@@ -115,7 +117,7 @@ class GenerationModule(LightningModule):
     # --- configuration -------------------------------------------------------------------
 
     def recipe_settings(self, overrides: Optional[Mapping[str, Any]] = None) -> dict:
-        """The run's recipe fields, with a record's ``overrides`` applied by the same precedence rule."""
+        """The run's recipe fields, with a record's `overrides` applied by the same precedence rule."""
         base = {k: self.settings[k] for k in FIELDS if k in self.settings}
         if not overrides:
             return base
@@ -125,18 +127,20 @@ class GenerationModule(LightningModule):
         """Refuse bad settings before any model is built or file written (no weights needed): unknown names,
         options a component does not take, a bad guidance spec or parameter, teacher guidance without a
         teacher, guided steps the schedule does not have, a solver that cannot run the guidance. Give a
-        record's ``overrides`` to check those too. Returns the settled recipe fields; raises a
-        :class:`~tgsample.errors.TgsampleError` naming the bad value."""
+        record's `overrides` to check those too. Returns the settled recipe fields; raises a
+        [`TgsampleError`][tgsample.errors.TgsampleError] naming the bad value."""
         registry.check_create("students", self.settings["student"], self.settings["student_options"])
         return validate(None, Recipe(**self.recipe_settings(overrides)))
 
     def check_records(self, records: Sequence[Record]) -> None:
-        """Validate every distinct setting of ``records`` once the models are built, before anything is
-        written, without sampling: for each, :meth:`check` (names, options, guidance spec), then its run
-        (:meth:`run_for`: sigmas, solver, guidance checked against both), then the run once with every
+        """Validate every distinct setting of `records` once the models are built, before anything is
+        written, without sampling: for each, [`check`][tgsample.lightning.module.GenerationModule.check] (names,
+        options, guidance spec), then its run
+        ([`run_for`][tgsample.lightning.module.GenerationModule.run_for]: sigmas, solver, guidance checked against
+        both), then the run once with every
         network replaced by zeros (no network is called), so that what a solver or guidance checks only
         while sampling (an option value out of range, a plugin's own check) fails now too. Also checks that
-        each teacher's sample shape is the student's. Raises a :class:`~tgsample.errors.TgsampleError`
+        each teacher's sample shape is the student's. Raises a [`TgsampleError`][tgsample.errors.TgsampleError]
         naming the first record with the bad setting."""
         student = self.student
         seen: set[str] = set()
@@ -165,8 +169,8 @@ class GenerationModule(LightningModule):
 
     def generation_config(self, precision: Any = None) -> dict:
         """What decides the pixels: the settings without weight locations, once the models are built a
-        fingerprint of their weights (``weights``), ``batch_invariant`` and the Trainer's precision
-        (:mod:`tgsample.lightning.identity`)."""
+        fingerprint of their weights (`weights`), `batch_invariant` and the Trainer's precision
+        ([`tgsample.lightning.identity`][tgsample.lightning.identity])."""
         config = {"settings": without_locations(self.settings), "batch_invariant": self.batch_invariant,
                   "precision": str(precision if precision is not None else self._precision())}
         if self._models is not None:
@@ -178,7 +182,7 @@ class GenerationModule(LightningModule):
         return str(trainer.precision) if trainer is not None else "32-true"
 
     def run_for(self, overrides: Optional[Mapping[str, Any]] = None) -> Run:
-        """The resolved run (sigmas, solver, guidance, teacher) of the settings with ``overrides``, built once."""
+        """The resolved run (sigmas, solver, guidance, teacher) of the settings with `overrides`, built once."""
         key = _key(overrides or {})
         run = self._runs.get(key)
         if run is None:
@@ -190,15 +194,15 @@ class GenerationModule(LightningModule):
         return run
 
     def record_settings(self, record: Record) -> dict:
-        """What a manifest entry records for ``record``: the models and the resolved run (sigmas, solver,
-        guidance with all its parameters, teacher) -- :meth:`tgsample.resolve.Run.as_dict`."""
+        """What a manifest entry records for `record`: the models and the resolved run (sigmas, solver,
+        guidance with all its parameters, teacher) -- [`tgsample.resolve.Run.as_dict`][tgsample.resolve.Run.as_dict]."""
         return {"preset": self.preset, "student": self.settings["student"],
                 "student_options": self.settings["student_options"], **self.run_for(record.overrides).as_dict()}
 
     # --- models ------------------------------------------------------------------------
 
     def configure_model(self) -> None:
-        """Build the student (and the run's teacher, with ``student=``) once; later calls keep them."""
+        """Build the student (and the run's teacher, with `student=`) once; later calls keep them."""
         if self._models is not None:
             return
         s = self.settings
@@ -226,7 +230,7 @@ class GenerationModule(LightningModule):
     # --- generation --------------------------------------------------------------------
 
     def generate(self, records: Sequence[Record]) -> dict[str, Any]:
-        """Sample ``records`` (all with the same settings) -> ``{"x": samples, "images": uint8 [B,H,W,C]}``."""
+        """Sample `records` (all with the same settings) -> `{"x": samples, "images": uint8 [B,H,W,C]}`."""
         model = self.student
         run = self.run_for(records[0].overrides)
         prompts = [r.prompt for r in records]
@@ -245,7 +249,7 @@ class GenerationModule(LightningModule):
         return list(groups.values())
 
     def predict_step(self, batch: Sequence[Record], batch_idx: int = 0, dataloader_idx: int = 0) -> dict[str, Any]:
-        """``{"records", "images" (uint8, CPU), "x" (CPU), "seconds"}`` for a batch of records (may be empty)."""
+        """`{"records", "images" (uint8, CPU), "x" (CPU), "seconds"}` for a batch of records (may be empty)."""
         start = time.perf_counter()
         done: dict[str, tuple[Tensor, Tensor]] = {}
         for group in self._groups(batch):
@@ -267,7 +271,7 @@ def _zeros(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
 
 @contextlib.contextmanager
 def _zero_networks(*models: Any) -> Iterator[None]:
-    """Within the block, the models' denoisers return zeros (their ``forward`` is shadowed on the instance)."""
+    """Within the block, the models' denoisers return zeros (their `forward` is shadowed on the instance)."""
     patched = []
     for m in models:
         d = getattr(m, "denoiser", None)

@@ -1,47 +1,52 @@
 """The prediction writer: what a generation run leaves on disk, how it resumes, and how it stops.
 
-Output directory layout::
+Output directory layout:
 
-    run.json                       the job's identity: config (and its hash) and records (count, digest)
-    config.yaml                    the full command-line config of the latest run
-    images/<id>.png                one image per record (its record and config hash in a text chunk)
-    latents/<id>.safetensors       the final samples x (``latents=True``)
-    manifest/part-<run>-r<rank>.jsonl   each rank's rows, appended per batch
-    manifest.jsonl                 the merged manifest: one row per finished record, in record order
-    preview.png                    a grid of the first ``preview`` images
+```text
+run.json                       the job's identity: config (and its hash) and records (count, digest)
+config.yaml                    the full command-line config of the latest run
+images/<id>.png                one image per record (its record and config hash in a text chunk)
+latents/<id>.safetensors       the final samples x (``latents=True``)
+manifest/part-<run>-r<rank>.jsonl   each rank's rows, appended per batch
+manifest.jsonl                 the merged manifest: one row per finished record, in record order
+preview.png                    a grid of the first ``preview`` images
+```
 
-A manifest row: ``id, prompt, negative, seed, overrides, config (the record's effective settings),
+A manifest row: `id, prompt, negative, seed, overrides, config (the record's effective settings),
 config_hash, path, sha256 (of the PNG), latent, latent_sha256, seconds (the batch's time per image), rank,
-run, finished (unix time)``.
+run, finished (unix time)`.
 
-**Identity** (:mod:`.identity`). A run directory holds one job: a config (what decides the pixels,
+**Identity** ([`identity`][tgsample.lightning.identity]). A run directory holds one job: a config (what decides the
+pixels,
 weight locations excluded, a fingerprint of the weights included) and a set of records. A different
-config or a different set of records is refused before anything is written; ``extend=True`` lets a
-job add records to a run (every finished image must still be one of its records); ``overwrite=True``
+config or a different set of records is refused before anything is written; `extend=True` lets a
+job add records to a run (every finished image must still be one of its records); `overwrite=True`
 deletes the old run's files (only the files it wrote) and starts again.
 
-**Order of work.** ``setup`` (every rank, before the models are built) checks only what it can read:
-the directory, ``run.json``, files that tgsample did not write. The models are then built; when the
+**Order of work.** `setup` (every rank, before the models are built) checks only what it can read:
+the directory, `run.json`, files that tgsample did not write. The models are then built; when the
 Trainer asks for the data loader, every setting and record is validated
-(:meth:`GenerationModule.check`), and only then does rank 0 write: ``run.json`` (created atomically, so
-two jobs started at once cannot both claim the directory), ``config.yaml``, the repaired manifest.
+([`GenerationModule.check`][tgsample.lightning.module.GenerationModule.check]), and only then does rank 0 write:
+`run.json` (created atomically, so
+two jobs started at once cannot both claim the directory), `config.yaml`, the repaired manifest.
 A failed load or a bad setting therefore leaves nothing behind.
 
 **Resume** (rank 0, streaming, flat memory). A record is done when its row has this config hash,
-the record's content, the expected path ``images/<id>.png`` and the PNG's checksum; a PNG without a
-row (say ``manifest.jsonl`` was deleted) is adopted when its own text chunk names this record and
+the record's content, the expected path `images/<id>.png` and the PNG's checksum; a PNG without a
+row (say `manifest.jsonl` was deleted) is adopted when its own text chunk names this record and
 config. Only the rest is generated. A straggler rank of a killed run writes the same bytes to the same
 names atomically, and the merge keeps one row per id.
 
 **Writing overlaps generation.** A batch's PNG encoding, latent and file writes and its manifest lines
 run in one worker thread (zlib releases the GIL), while the next batch is generated; at most
-``queue`` batches wait for it (bounded memory), and it is drained before the merge, on an error
+`queue` batches wait for it (bounded memory), and it is drained before the merge, on an error
 and at a stop. A batch's manifest lines are written after its images, as before, so a kill loses only
-batches not yet in the manifest, which a rerun generates again. ``queue=0`` writes on the main
+batches not yet in the manifest, which a rerun generates again. `queue=0` writes on the main
 thread.
 
 **Stopping.** On SIGTERM a rank finishes and writes the batch in flight; the ranks agree once per batch
-(a tiny all-reduce) to stop together, and raise :class:`GenerationInterrupted` (exit 143). The handler
+(a tiny all-reduce) to stop together, and raise
+[`GenerationInterrupted`][tgsample.lightning.writer.GenerationInterrupted] (exit 143). The handler
 stays installed until the final merge is done, so a signal during the merge cannot deadlock.
 """
 
@@ -71,12 +76,14 @@ __all__ = ["GenerationWriter", "GenerationInterrupted", "write_png", "png_ok", "
 
 RUN_FILE, MANIFEST, PREVIEW, CONFIG = "run.json", "manifest.jsonl", "preview.png", "config.yaml"
 SUBDIRS = ("images", "latents", "manifest")
-#: what the refusals suggest
+"""The folders of a run directory."""
 FIX_NEW_DIR = "choose a new or empty --output.dir (nothing there was changed)"
+"""what the refusals suggest"""
 FIX_OVERWRITE = ("use another --output.dir, or --output.overwrite true to delete that run's files (only the files "
                  "it wrote) and start again")
-#: preview tiles are scaled to this many pixels on their longer side (at least 8x up, any amount down)
+"""The fix that an error about an existing, different run directory suggests."""
 PREVIEW_TILE = (64, 256)
+"""preview tiles are scaled to this many pixels on their longer side (at least 8x up, any amount down)"""
 
 
 class GenerationInterrupted(TgsampleError):
@@ -86,14 +93,14 @@ class GenerationInterrupted(TgsampleError):
 
 
 def write_png(path: Path, image: torch.Tensor, meta: Optional[dict] = None) -> str:
-    """Write ``uint8 [H, W, C]`` as a PNG atomically (``meta`` in its text chunk); returns its SHA-256."""
+    """Write `uint8 [H, W, C]` as a PNG atomically (`meta` in its text chunk); returns its SHA-256."""
     data = png_bytes(image, meta or {})
     atomic_write(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
 def png_ok(path: Path) -> bool:
-    """True when ``path`` is a complete, decodable PNG."""
+    """True when `path` is a complete, decodable PNG."""
     from PIL import Image
 
     try:
@@ -114,7 +121,8 @@ def _same_record(row: dict, record: Record) -> bool:
 
 
 def _tile(img: Any) -> Any:
-    """``img`` scaled to :data:`PREVIEW_TILE`: up by an integer factor (nearest) or down (Lanczos)."""
+    """`img` scaled to [`PREVIEW_TILE`][tgsample.lightning.writer.PREVIEW_TILE]: up by an integer factor (nearest) or
+    down (Lanczos)."""
     from PIL import Image
 
     lo, hi = PREVIEW_TILE
@@ -128,8 +136,9 @@ def _tile(img: Any) -> Any:
 
 
 def preview_grid(paths: Sequence[Path], columns: int = 8) -> Any:
-    """A PIL grid of the images at ``paths`` (torchvision's ``make_grid``, 2 px white gaps), each tile
-    scaled to :data:`PREVIEW_TILE` pixels, so 64 SDXL images make a ~2000 px grid and 8 px digits are visible."""
+    """A PIL grid of the images at `paths` (torchvision's `make_grid`, 2 px white gaps), each tile
+    scaled to [`PREVIEW_TILE`][tgsample.lightning.writer.PREVIEW_TILE] pixels, so 64 SDXL images make a ~2000 px grid
+    and 8 px digits are visible."""
     import numpy as np
     from PIL import Image
     from torchvision.utils import make_grid
@@ -146,7 +155,7 @@ def preview_grid(paths: Sequence[Path], columns: int = 8) -> Any:
 
 
 class GenerationWriter(BasePredictionWriter):
-    """Writes each batch as it comes (``return_predictions=False`` keeps memory flat); see the module docs.
+    """Writes each batch as it comes (`return_predictions=False` keeps memory flat); see the module docs.
 
     Args:
         dir: the run directory (seen by every rank); default outputs/<preset or student>.
@@ -203,8 +212,8 @@ class GenerationWriter(BasePredictionWriter):
     # --- reading what is there (rank 0) ------------------------------------------------
 
     def _read_run(self) -> tuple[str, Optional[dict], str]:
-        """``(state, run.json's content, why)``: state ``absent``, ``ok``, ``garbled`` (not readable as
-        JSON: possibly a torn or edited run.json) or ``foreign`` (JSON, but not a tgsample run.json)."""
+        """`(state, run.json's content, why)`: state `absent`, `ok`, `garbled` (not readable as
+        JSON: possibly a torn or edited run.json) or `foreign` (JSON, but not a tgsample run.json)."""
         path = self.dir / RUN_FILE
         try:
             text = path.read_text(encoding="utf-8")
@@ -221,7 +230,7 @@ class GenerationWriter(BasePredictionWriter):
         return "ok", info, ""
 
     def _foreign(self) -> list[str]:
-        """Files in a directory without a tgsample ``run.json`` that a run would write over and tgsample
+        """Files in a directory without a tgsample `run.json` that a run would write over and tgsample
         did not write (at most 5)."""
         out = [name for name in (RUN_FILE, CONFIG, PREVIEW, MANIFEST) if (self.dir / name).exists()]
         for sub in SUBDIRS:
@@ -284,8 +293,8 @@ class GenerationWriter(BasePredictionWriter):
     # --- preparing the run (rank 0, after the models are built and every setting checked) ---
 
     def prepare(self, records: Sequence[Record]) -> bytearray:
-        """Rank 0: check the identity (weights included), repair what is broken, write ``run.json`` /
-        ``config.yaml`` / the merged manifest, and return the records still to generate (a 0/1 bytearray)."""
+        """Rank 0: check the identity (weights included), repair what is broken, write `run.json` /
+        `config.yaml` / the merged manifest, and return the records still to generate (a 0/1 bytearray)."""
         state, info, why = self._read_run()
         digest = records_hash(r.key() for r in records)
         if state in ("absent", "foreign"):
@@ -314,9 +323,9 @@ class GenerationWriter(BasePredictionWriter):
         return pending
 
     def _recover(self, why: str) -> None:
-        """A garbled ``run.json`` is rebuilt from this job when the directory shows a tgsample run of this
+        """A garbled `run.json` is rebuilt from this job when the directory shows a tgsample run of this
         config (manifest rows or images of it); rows of another config are refused (or wiped with
-        ``overwrite``); without any sign of a tgsample run the file is not ours and is refused."""
+        `overwrite`); without any sign of a tgsample run the file is not ours and is refused."""
         hashes = {row.get("config_hash") for _, row in read_rows([self.dir / MANIFEST, *self._parts()])}
         images = self.dir / "images"
         if not hashes and images.is_dir():
@@ -335,7 +344,7 @@ class GenerationWriter(BasePredictionWriter):
               "config)", file=sys.stderr)
 
     def _wipe(self, hashes: set) -> None:
-        """``overwrite``: delete the files of the run(s) with config hash in ``hashes``: exactly those it
+        """`overwrite`: delete the files of the run(s) with config hash in `hashes`: exactly those it
         wrote (its rows' images and latents, PNGs whose text chunk names that config, its manifest parts and
         top-level files); nothing else. Emptied folders are removed."""
         from .data import _ID
@@ -360,7 +369,7 @@ class GenerationWriter(BasePredictionWriter):
                 folder.rmdir()
 
     def _valid(self, hit: Optional[tuple[str, dict]], record: Record, verify: bool) -> bool:
-        """Whether ``hit`` is a row of ``record`` at its own path whose files are there (``verify``: and
+        """Whether `hit` is a row of `record` at its own path whose files are there (`verify`: and
         match the row's checksums)."""
         if hit is None:
             return False
@@ -398,10 +407,10 @@ class GenerationWriter(BasePredictionWriter):
 
     def _decide(self, index: RowIndex, records: Sequence[Record], parts: list[Path],
                 verify: bool) -> tuple[bytearray, list[str], bool]:
-        """Index the rows of this config (``manifest.jsonl`` and ``parts``) and pick each record's
-        (:meth:`_valid`; with ``verify``, PNGs without a valid row are adopted when their text chunk says
-        so). Returns ``(pending 0/1 per record, finished ids that are not records, whether manifest.jsonl
-        already holds exactly the rows it should)``."""
+        """Index the rows of this config (`manifest.jsonl` and `parts`) and pick each record's
+        (`_valid`; with `verify`, PNGs without a valid row are adopted when their text chunk says
+        so). Returns `(pending 0/1 per record, finished ids that are not records, whether manifest.jsonl
+        already holds exactly the rows it should)`."""
         for line, row in read_rows([self.dir / MANIFEST, *parts]):
             index.add(line, row, keep=lambda r: r.get("config_hash") == self.config_hash)
         pending = bytearray(b"\x01") * len(records)
@@ -432,8 +441,8 @@ class GenerationWriter(BasePredictionWriter):
             and self.image_path(row["id"]).exists()
 
     def _emit(self, index: RowIndex, records: Sequence[Record], pending: bytearray, parts: list[Path]) -> None:
-        """Write ``manifest.jsonl`` from ``index`` (each finished record's row in record order, then the other
-        rows :meth:`_decide` kept), remove the merged ``parts``, and redraw ``preview.png``."""
+        """Write `manifest.jsonl` from `index` (each finished record's row in record order, then the other
+        rows `_decide` kept), remove the merged `parts`, and redraw `preview.png`."""
         def lines() -> Iterator[str]:
             for i, record in enumerate(records):
                 if not pending[i]:
@@ -449,8 +458,8 @@ class GenerationWriter(BasePredictionWriter):
             self._write_preview()
 
     def _write_start(self, info: Optional[dict], digest: str, replace: bool = False, config: bool = True) -> None:
-        """``run.json`` (created atomically when new; rewritten only when the job's records change or it
-        was garbled), ``config.yaml`` (the config of the latest run that has work to do, written only when
+        """`run.json` (created atomically when new; rewritten only when the job's records change or it
+        was garbled), `config.yaml` (the config of the latest run that has work to do, written only when
         different), the folders; temporaries of killed writers removed."""
         from .. import __version__
 
@@ -476,7 +485,7 @@ class GenerationWriter(BasePredictionWriter):
         self._remove_temporaries()
 
     def _remove_temporaries(self) -> None:
-        """Temporary files of killed writers (``.<name>.tmp-<pid>``: only tgsample names them so)."""
+        """Temporary files of killed writers (`.<name>.tmp-<pid>`: only tgsample names them so)."""
         for folder in (self.dir, *(self.dir / s for s in SUBDIRS)):
             for tmp in folder.glob(".*.tmp-*") if folder.is_dir() else ():
                 tmp.unlink(missing_ok=True)
@@ -484,8 +493,8 @@ class GenerationWriter(BasePredictionWriter):
     # --- merging (rank 0) -----------------------------------------------------------------
 
     def merge(self, records: Sequence[Record]) -> int:
-        """Write ``manifest.jsonl``: the latest row of each finished record in record order, then any other
-        rows of this config (never dropped), streamed through an on-disk index; then ``preview.png``; the
+        """Write `manifest.jsonl`: the latest row of each finished record in record order, then any other
+        rows of this config (never dropped), streamed through an on-disk index; then `preview.png`; the
         parts it merged are removed. Returns the number of records with a row."""
         with RowIndex() as index:
             parts = self._parts()
@@ -494,7 +503,7 @@ class GenerationWriter(BasePredictionWriter):
         return len(records) - sum(pending)
 
     def _write_preview(self) -> None:
-        """``preview.png``: the first ``preview`` images of the manifest (their own paths, never a row's)."""
+        """`preview.png`: the first `preview` images of the manifest (their own paths, never a row's)."""
         import io
 
         paths = []
@@ -573,7 +582,7 @@ class GenerationWriter(BasePredictionWriter):
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         """Note the signal (the batch in flight still finishes and is written) and pass it on to the ranks
-        this process launched (``strategy="ddp"``). No collective call happens here: the ranks agree to stop
+        this process launched (`strategy="ddp"`). No collective call happens here: the ranks agree to stop
         at the start of the next batch."""
         first = self._stop_signal is None
         self._stop_signal = signum
@@ -724,7 +733,7 @@ def _raise(result: tuple) -> None:
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> str:
-    """The first few keys where two configs differ, as ``a.b: old -> new``."""
+    """The first few keys where two configs differ, as `a.b: old -> new`."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in sorted(set(old) | set(new)):

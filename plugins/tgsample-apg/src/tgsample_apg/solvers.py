@@ -1,16 +1,18 @@
 """Heun's second-order method (Karras et al. 2022, Algorithm 1 without churn) for split-direction guidances.
 
-tgsample's stock ``k_heun`` runs only guidances whose ``direction`` equals ``denoised``. Here the
-trajectory follows the tgsample solver convention: with ``d = (x - direction) / sigma``, an Euler
-step is ``x + (sigma' - sigma) d + (denoised - direction)``. Heun averages both parts over the
-Euler predictor (at ``sigma_i``) and the corrector evaluation (at ``sigma_{i+1}``)::
+tgsample's stock `k_heun` runs only guidances whose `direction` equals `denoised`. Here the
+trajectory follows the tgsample solver convention: with `d = (x - direction) / sigma`, an Euler
+step is `x + (sigma' - sigma) d + (denoised - direction)`. Heun averages both parts over the
+Euler predictor (at `sigma_i`) and the corrector evaluation (at `sigma_{i+1}`):
 
-    x_e     = denoised_1 + sigma_{i+1} d_1
-    x_{i+1} = x_i + (sigma_{i+1} - sigma_i) (d_1 + d_2) / 2 + ((denoised_1 - direction_1) + (denoised_2 - direction_2)) / 2
+```text
+x_e     = denoised_1 + sigma_{i+1} d_1
+x_{i+1} = x_i + (sigma_{i+1} - sigma_i) (d_1 + d_2) / 2 + ((denoised_1 - direction_1) + (denoised_2 - direction_2)) / 2
+```
 
-It is k-diffusion's ``sample_heun`` (s_churn = 0) when ``denoised == direction``; with CFG++ at
-``lam = 0`` it follows the unconditional Heun trajectory. The last step (to sigma 0) is an Euler
-step, which returns ``denoised_1``. Two model evaluations per step except the last.
+It is k-diffusion's `sample_heun` (s_churn = 0) when `denoised == direction`; with CFG++ at
+`lam = 0` it follows the unconditional Heun trajectory. The last step (to sigma 0) is an Euler
+step, which returns `denoised_1`. Two model evaluations per step except the last.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from tgsample.solvers import SPLIT_DIRECTION, STEP_INDEX, provides, report
 @torch.no_grad()
 def sample_heun(model: Any, x: Tensor, sigmas: Tensor, *, callback: Optional[Callable[[dict], Any]] = None,
                 disable: Optional[bool] = None) -> Tensor:
-    """Heun (2nd order) on ``model(x, sigma, i, stage) -> Estimate`` (a :class:`tgsample.GuidedModel`)."""
+    """Heun (2nd order) on `model(x, sigma, i, stage) -> Estimate` (a
+    [`tgsample.GuidedModel`][tgsample.solvers.GuidedModel])."""
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         est = model(x, sigma, i)

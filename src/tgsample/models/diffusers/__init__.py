@@ -1,17 +1,23 @@
-"""Diffusers-backed students and teachers (SD 1.x, SDXL, FLUX and SD3 families); see ``docs/models.md`` and
-``docs/flow.md``.
+"""Diffusers-backed students and teachers (SD 1.x, SDXL, FLUX and SD3 families); see `docs/models.md` and
+`docs/flow.md`.
 
-* :mod:`.zoo` -- the registered factories (``lcm-sd15``, ``lcm-lora-sd15``, ``dmd2-sdxl``,
-  ``lightning-sdxl``, ``turbo-sdxl``, ``tcd-*``, ``tdd-*`` students; ``sd15`` / ``sdxl`` teachers);
-* :mod:`.recipes` -- the students' published sampling recipes (torch-free);
-* :mod:`.bundle` -- :func:`load_model`, the zero-copy teacher, teacher/student linking;
-* :mod:`.net` -- the UNet as a sigma-space denoiser (SDXL added conditions, LCM's ``timestep_cond``);
-* :mod:`.text` -- prompt encoding (once per batch, shared);
-* :mod:`.loading` -- local directories and cached hub ids, LoRA loading, typed errors (:mod:`.errors`);
-* flow-matching models: :mod:`.flow_zoo` (``flux-schnell``, ``sd35-large-turbo`` students; ``flux-dev``,
-  ``sd35-large``, ``sd35-medium`` teachers), :mod:`.flow_recipes`, :mod:`.flow_bundle`
-  (:func:`load_flow_model`), :mod:`.transformer` (the transformers as sigma-space denoisers),
-  :mod:`.flow_text` (T5 + CLIP prompt encoding).
+* [`zoo`][tgsample.models.diffusers.zoo] -- the registered factories (`lcm-sd15`, `lcm-lora-sd15`, `dmd2-sdxl`,
+  `lightning-sdxl`, `turbo-sdxl`, `tcd-*`, `tdd-*` students; `sd15` / `sdxl` teachers);
+* [`recipes`][tgsample.models.diffusers.recipes] -- the students' published sampling recipes (torch-free);
+* [`bundle`][tgsample.models.diffusers.bundle] -- [`load_model`][tgsample.models.diffusers.bundle.load_model], the
+zero-copy teacher, teacher/student linking;
+* [`net`][tgsample.models.diffusers.net] -- the UNet as a sigma-space denoiser (SDXL added conditions, LCM's
+`timestep_cond`);
+* [`text`][tgsample.models.diffusers.text] -- prompt encoding (once per batch, shared);
+* [`loading`][tgsample.models.diffusers.loading] -- local directories and cached hub ids, LoRA loading, typed errors
+([`errors`][tgsample.models.diffusers.errors]);
+* flow-matching models: [`flow_zoo`][tgsample.models.diffusers.flow_zoo] (`flux-schnell`, `sd35-large-turbo` students;
+`flux-dev`,
+  `sd35-large`, `sd35-medium` teachers), [`flow_recipes`][tgsample.models.diffusers.flow_recipes],
+  [`flow_bundle`][tgsample.models.diffusers.flow_bundle]
+  ([`load_flow_model`][tgsample.models.diffusers.flow_bundle.load_flow_model]),
+  [`transformer`][tgsample.models.diffusers.transformer] (the transformers as sigma-space denoisers),
+  [`flow_text`][tgsample.models.diffusers.flow_text] (T5 + CLIP prompt encoding).
 
 Importing this package imports nothing (the names below load on first use); loading a model
 imports diffusers and transformers.

@@ -1,14 +1,17 @@
-"""A diffusers SD 1.x / SDXL pipeline as a :class:`~tgsample.models.Model`: load, encode, decode, link a teacher.
+"""A diffusers SD 1.x / SDXL pipeline as a [`Model`][tgsample.models.base.Model]: load, encode, decode, link a teacher.
 
-:func:`load_model` reads a pipeline directory (or cached hub id), optionally replaces its UNet
+[`load_model`][tgsample.models.diffusers.bundle.load_model] reads a pipeline directory (or cached hub id), optionally
+replaces its UNet
 (a UNet folder, hub repo or single weights file) and/or adds a LoRA, and returns a
-:class:`DiffusersModel` whose denoiser is a :class:`~tgsample.models.diffusers.net.DiffusersDenoiser`
-on the pipeline's own ``abar`` table and prediction type.
+[`DiffusersModel`][tgsample.models.diffusers.bundle.DiffusersModel] whose denoiser is a
+[`DiffusersDenoiser`][tgsample.models.diffusers.net.DiffusersDenoiser]
+on the pipeline's own `abar` table and prediction type.
 
-:func:`make_teacher` builds a teacher for a student: the **zero-copy** teacher of a LoRA student
+[`make_teacher`][tgsample.models.diffusers.bundle.make_teacher] builds a teacher for a student: the **zero-copy**
+teacher of a LoRA student
 (the student's UNet with adapters disabled during the teacher's call), or a separately loaded
 pipeline that shares the student's prompt encoder when the text encoders are the same (so each
-batch of prompts is encoded once) and otherwise reads its own ``teacher_*`` conditioning keys.
+batch of prompts is encoded once) and otherwise reads its own `teacher_*` conditioning keys.
 """
 
 from __future__ import annotations
@@ -31,18 +34,20 @@ from .text import PromptEncoder
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64,
           "fp64": torch.float64, "double": torch.float64}
+"""The dtype names that `dtype=` accepts, and the torch dtypes they mean."""
 TEACHER_PREFIX = "teacher_"
+"""The prefix of a teacher's own conditioning keys when it shares a batch with the student."""
 
 
 def resolve_device(device: Union[None, str, torch.device]) -> torch.device:
-    """``None`` -> CUDA when available, else CPU."""
+    """`None` -> CUDA when available, else CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
 def resolve_dtype(dtype: Union[None, str, torch.dtype], device: torch.device) -> torch.dtype:
-    """``None`` -> float32 on CPU, float16 on GPU; names: float32/fp32, float16/fp16/half, bfloat16/bf16,
+    """`None` -> float32 on CPU, float16 on GPU; names: float32/fp32, float16/fp16/half, bfloat16/bf16,
     float64/fp64/double."""
     if dtype is None:
         return torch.float32 if device.type == "cpu" else torch.float16
@@ -58,27 +63,31 @@ def resolve_dtype(dtype: Union[None, str, torch.dtype], device: torch.device) ->
 class Parts:
     """What a loaded diffusers model is made of (kept for teachers, decoding and benchmarks)."""
 
-    kind: str  # "sd15" or "sdxl"
-    root: Path  # the resolved pipeline directory
+    kind: str
+    '''"sd15" or "sdxl"'''
+    root: Path
+    """the resolved pipeline directory"""
     unet: Any
     net: UNetNet
     encoder: PromptEncoder
     device: torch.device
     dtype: torch.dtype
-    lora: Optional[str] = None  # adapter name when a LoRA was added
-    base_in_root: bool = False  # the pipeline's own UNet is the base model (UNet replaced or LoRA added)
+    lora: Optional[str] = None
+    """adapter name when a LoRA was added"""
+    base_in_root: bool = False
+    """the pipeline's own UNet is the base model (UNet replaced or LoRA added)"""
     vae: Any = None
     vae_options: dict = field(default_factory=dict)
 
 
 @dataclass
 class DiffusersModel(Model):
-    """A :class:`Model` backed by diffusers parts (``parts``)."""
+    """A [`Model`][tgsample.models.base.Model] backed by diffusers parts (`parts`)."""
 
     parts: Optional[Parts] = None
 
     def to(self, device: torch.device | str, dtype: Optional[torch.dtype] = None) -> "DiffusersModel":
-        """Move the UNet (and cast it to ``dtype``), the text encoders and the VAE; the abar table stays float."""
+        """Move the UNet (and cast it to `dtype`), the text encoders and the VAE; the abar table stays float."""
         p = self.parts
         p.unet.to(device=device, dtype=dtype)
         self.denoiser.to(device=device)
@@ -142,40 +151,42 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
                recipes: Optional[dict] = None, family: Optional[str] = None, diffusers_parity: bool = False,
                original_size: Optional[tuple[int, int]] = None, crops_coords_top_left: tuple[int, int] = (0, 0),
                target_size: Optional[tuple[int, int]] = None) -> DiffusersModel:
-    """Load an SD 1.x / SDXL diffusers pipeline (directory or cached hub id) as a :class:`DiffusersModel`.
+    """Load an SD 1.x / SDXL diffusers pipeline (directory or cached hub id) as a
+    [`DiffusersModel`][tgsample.models.diffusers.bundle.DiffusersModel].
 
     Args:
         name: the registry name reported by the model.
-        path: pipeline directory or hub id (the base pipeline when ``unet`` / ``lora`` are given).
+        path: pipeline directory or hub id (the base pipeline when `unet` / `lora` are given).
         unet: replace the pipeline's UNet: a UNet folder, a hub repo (with an optional weights file
             name), or a single weights file loaded into the base UNet's config.
-        unet_weight_name: the weights file name inside ``unet``'s repo or folder.
-        lora: add a LoRA (folder, file or hub id) as peft adapter ``"student"``.
-        lora_weight_name: the weights file name inside ``lora``'s repo or folder.
+        unet_weight_name: the weights file name inside `unet`'s repo or folder.
+        lora: add a LoRA (folder, file or hub id) as peft adapter `"student"`.
+        lora_weight_name: the weights file name inside `lora`'s repo or folder.
         prediction: override the scheduler config's prediction type.
-        lcm: apply LCM's boundary scalings (``timestep_scaling`` from the scheduler config, default 10).
-        guidance_embedding_scale: ``w`` used by a guidance-embedding UNet when no ``guidance_scale`` is passed.
-        x0_clip: TDD-style x0 clipping (:class:`~tgsample.models.diffusers.net.DiffusersDenoiser`).
-        quantize: round ``t(sigma)`` to integer timesteps (as diffusers' schedulers call the UNet).
+        lcm: apply LCM's boundary scalings (`timestep_scaling` from the scheduler config, default 10).
+        guidance_embedding_scale: `w` used by a guidance-embedding UNet when no `guidance_scale` is passed.
+        x0_clip: TDD-style x0 clipping ([`DiffusersDenoiser`][tgsample.models.diffusers.net.DiffusersDenoiser]).
+        quantize: round `t(sigma)` to integer timesteps (as diffusers' schedulers call the UNet).
         height: image height in pixels (default: the UNet's native size).
         width: image width in pixels (default: the UNet's native size).
         dtype: default float32 on CPU, float16 on CUDA.
         device: default CUDA when available, else the CPU.
         offload: keep the UNet on the CPU between calls (teachers on small GPUs).
-        compile: ``torch.compile`` the UNet.
+        compile: `torch.compile` the UNet.
         allow_download: let hub ids be downloaded (default: local cache only).
         clip_skip: CLIP layers to skip in prompt encoding.
         vae_tiling: tiled VAE decoding.
         decode_batch_size: decode in chunks of this many latents.
         encoder: reuse this prompt encoder instead of loading the pipeline's text encoders.
-        recipes: the model's published sampling recipes (``Model.recipes``, ``{variant: Recipe}``).
-        family: the registered family (``"sd15"`` / ``"sdxl"``); a pipeline of the other family raises
-            :class:`~tgsample.models.diffusers.errors.FamilyMismatchError` (default: accept either).
+        recipes: the model's published sampling recipes (`Model.recipes`, `{variant: Recipe}`).
+        family: the registered family (`"sd15"` / `"sdxl"`); a pipeline of the other family raises
+            [`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError] (default: accept either).
         diffusers_parity: sample exactly as this model's diffusers pipeline would with the scheduler matching
-            the solver (:mod:`tgsample.conventions`; docs: Diffusers models, "Exactly what diffusers does").
-        original_size: SDXL micro-conditioning ``(height, width)`` of the "original" image (default: the image size).
-        crops_coords_top_left: SDXL micro-conditioning crop offset ``(top, left)`` (default ``(0, 0)``).
-        target_size: SDXL micro-conditioning target ``(height, width)`` (default: the image size).
+            the solver ([`tgsample.conventions`][tgsample.conventions]; docs: Diffusers models, "Exactly what diffusers
+            does").
+        original_size: SDXL micro-conditioning `(height, width)` of the "original" image (default: the image size).
+        crops_coords_top_left: SDXL micro-conditioning crop offset `(top, left)` (default `(0, 0)`).
+        target_size: SDXL micro-conditioning target `(height, width)` (default: the image size).
     """
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
@@ -226,7 +237,7 @@ def load_model(name: str, path: Union[str, Path], *, unet: Optional[str] = None,
 
 
 def _decoder(parts: Parts) -> Callable[[Tensor], Tensor]:
-    """``decode(x0) -> images [B, 3, H, W]`` in [0, 1] with the pipeline's VAE (loaded on first use)."""
+    """`decode(x0) -> images [B, 3, H, W]` in [0, 1] with the pipeline's VAE (loaded on first use)."""
 
     @torch.no_grad()
     def decode(x: Tensor) -> Tensor:
@@ -255,18 +266,20 @@ def _vae(parts: Parts) -> Any:
     return parts.vae
 
 
-LATENT_SPACE = ("latent_channels", "scaling_factor", "shift_factor")  # VAE config keys that fix the latent space
+LATENT_SPACE = ("latent_channels", "scaling_factor", "shift_factor")
+"""VAE config keys that fix the latent space"""
 
 
 def vae_latent_space(config: dict) -> dict:
-    """``{latent_channels, scaling_factor, shift_factor}`` of a VAE config (a missing shift factor is 0)."""
+    """`{latent_channels, scaling_factor, shift_factor}` of a VAE config (a missing shift factor is 0)."""
     space = {k: config.get(k) for k in LATENT_SPACE}
     space["shift_factor"] = space["shift_factor"] or 0.0
     return space
 
 
 def latent_space(model: Model) -> Optional[dict]:
-    """The latent space (:func:`vae_latent_space`) of a diffusers model's VAE (``None`` for other models)."""
+    """The latent space ([`vae_latent_space`][tgsample.models.diffusers.bundle.vae_latent_space]) of a diffusers model's
+    VAE (`None` for other models)."""
     parts = getattr(model, "parts", None)
     config = parts.vae_options.get("config") if parts is not None else None
     if config is None:
@@ -275,12 +288,14 @@ def latent_space(model: Model) -> Optional[dict]:
 
 
 def check_latent_space(student: Model, teacher: str, space: Optional[dict], where: str = "") -> None:
-    """Raise unless teacher ``teacher`` (a name; ``where`` says where it is) with VAE latent space ``space``
+    """Raise unless teacher `teacher` (a name; `where` says where it is) with VAE latent space `space`
     samples the student's latent space. One check for every family, also before the teacher's weights are read.
 
-    :class:`~tgsample.models.diffusers.errors.FamilyMismatchError` when both have VAEs that differ in latent
+    [`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError] when both have VAEs that differ in
+    latent
     channels, scaling or shift factor (SD 1.x's 0.18215 vs SDXL's 0.13025, FLUX's 0.3611 vs SD3's 1.5305: the
-    same tensor means another image); :class:`ShapeMismatchError` when a student without a VAE has another
+    same tensor means another image); [`ShapeMismatchError`][tgsample.errors.ShapeMismatchError] when a student without
+    a VAE has another
     number of channels.
     """
     if space is None:
@@ -303,8 +318,9 @@ def check_latent_space(student: Model, teacher: str, space: Optional[dict], wher
 
 
 def check_compatible(student: Model, teacher: Model) -> None:
-    """Raise unless student and teacher sample the same latent space (:func:`check_latent_space`) and shape
-    (:class:`ShapeMismatchError`)."""
+    """Raise unless student and teacher sample the same latent space
+    ([`check_latent_space`][tgsample.models.diffusers.bundle.check_latent_space]) and shape
+    ([`ShapeMismatchError`][tgsample.errors.ShapeMismatchError])."""
     check_latent_space(student, teacher.name, latent_space(teacher))
     s, t = tuple(student.sample_shape), tuple(teacher.sample_shape)
     if s[0] != t[0]:
@@ -317,11 +333,12 @@ def check_compatible(student: Model, teacher: Model) -> None:
 
 
 def link_teacher(student: Model, teacher: DiffusersModel) -> DiffusersModel:
-    """Make ``student.encode`` serve ``teacher`` too.
+    """Make `student.encode` serve `teacher` too.
 
     Same text encoders (same objects or equal weights): the teacher uses the student's
-    :class:`PromptEncoder` (one encoding per batch, one copy of the weights). Otherwise the teacher's
-    net reads ``teacher_<key>`` and the student's ``encode`` is extended to add those keys.
+    [`PromptEncoder`][tgsample.models.diffusers.text.PromptEncoder] (one encoding per batch, one copy of the weights).
+    Otherwise the teacher's
+    net reads `teacher_<key>` and the student's `encode` is extended to add those keys.
     """
     check_compatible(student, teacher)
     s_parts = getattr(student, "parts", None)
@@ -349,7 +366,7 @@ def zero_copy_teacher(student: DiffusersModel, name: str, *, recipes: Optional[d
                       offload: bool = False, compile: bool = False, prediction: Optional[str] = None,
                       **ignored: Any) -> DiffusersModel:
     """The base model of a LoRA student without a second copy of the weights: the student's UNet,
-    called with its adapters disabled (``disable_adapters()`` / ``enable_adapters()`` around the call)."""
+    called with its adapters disabled (`disable_adapters()` / `enable_adapters()` around the call)."""
     p = student.parts
     if p.lora is None:
         raise ConfigError(f"student {student.name!r} has no LoRA adapter: a zero-copy teacher needs a LoRA student")
@@ -378,12 +395,13 @@ def zero_copy_teacher(student: DiffusersModel, name: str, *, recipes: Optional[d
 
 def make_teacher(name: str, default_path: str, *, path: Optional[str] = None, student: Optional[Model] = None,
                  zero_copy: bool = True, recipes: Optional[dict] = None, **options: Any) -> DiffusersModel:
-    """A teacher, optionally for ``student``.
+    """A teacher, optionally for `student`.
 
-    * LoRA student, ``zero_copy`` and ``path`` unset or the student's base: :func:`zero_copy_teacher`.
-    * Otherwise the pipeline at ``path`` (default: the student's base pipeline when the student replaced
-      its UNet or added a LoRA, else ``default_path``), sharing the student's prompt encoder when
-      the pipeline directory is the same, then :func:`link_teacher`.
+    * LoRA student, `zero_copy` and `path` unset or the student's base:
+    [`zero_copy_teacher`][tgsample.models.diffusers.bundle.zero_copy_teacher].
+    * Otherwise the pipeline at `path` (default: the student's base pipeline when the student replaced
+      its UNet or added a LoRA, else `default_path`), sharing the student's prompt encoder when
+      the pipeline directory is the same, then [`link_teacher`][tgsample.models.diffusers.bundle.link_teacher].
     """
     s_parts = getattr(student, "parts", None)
     if s_parts is not None:

@@ -1,4 +1,5 @@
-"""Loading errors of diffusers-backed models (all :class:`tgsample.errors.TgsampleError` subclasses)."""
+"""Loading errors of diffusers-backed models (all [`tgsample.errors.TgsampleError`][tgsample.errors.TgsampleError]
+subclasses)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class OfflineModelError(ModelNotFoundError):
 
 
 class AmbiguousWeightsError(ModelNotFoundError):
-    """A folder or hub snapshot holds several weights files and none was named (``*_weight_name=``)."""
+    """A folder or hub snapshot holds several weights files and none was named (`*_weight_name=`)."""
 
 
 class CorruptWeightsError(ConfigError):

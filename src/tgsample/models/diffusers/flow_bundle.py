@@ -1,22 +1,27 @@
-"""A diffusers FLUX / SD3 pipeline as a :class:`~tgsample.models.Model`, and a flow teacher beside a student.
+"""A diffusers FLUX / SD3 pipeline as a [`Model`][tgsample.models.base.Model], and a flow teacher beside a student.
 
-:func:`load_flow_model` reads a pipeline directory (or a cached hub id) whose transformer is a
-``FluxTransformer2DModel`` or an ``SD3Transformer2DModel`` and returns a :class:`FlowModel`: its
-denoiser is a :class:`~tgsample.models.diffusers.transformer.FlowTransformerDenoiser` carrying the
-pipeline's own schedule (:class:`tgsample.flow.FlowSchedule`, read by the ``flow`` schedule), its
-``encode`` the pipeline's text encoders (:class:`~tgsample.models.diffusers.flow_text.FlowPromptEncoder`),
-its ``decode`` the pipeline's VAE.
+[`load_flow_model`][tgsample.models.diffusers.flow_bundle.load_flow_model] reads a pipeline directory (or a cached hub
+id) whose transformer is a
+`FluxTransformer2DModel` or an `SD3Transformer2DModel` and returns a
+[`FlowModel`][tgsample.models.diffusers.flow_bundle.FlowModel]: its
+denoiser is a [`FlowTransformerDenoiser`][tgsample.models.diffusers.transformer.FlowTransformerDenoiser] carrying the
+pipeline's own schedule ([`tgsample.flow.FlowSchedule`][tgsample.flow.FlowSchedule], read by the `flow` schedule), its
+`encode` the pipeline's text encoders ([`FlowPromptEncoder`][tgsample.models.diffusers.flow_text.FlowPromptEncoder]),
+its `decode` the pipeline's VAE.
 
-:func:`make_flow_teacher` loads a teacher for a student: refused before any weights are read when the
-two VAEs' latent spaces differ (:class:`~tgsample.models.diffusers.errors.FamilyMismatchError`, the one check
-of :func:`~tgsample.models.diffusers.bundle.check_latent_space`: FLUX and SD3 latents both have 16 channels
+[`make_flow_teacher`][tgsample.models.diffusers.flow_bundle.make_flow_teacher] loads a teacher for a student: refused
+before any weights are read when the
+two VAEs' latent spaces differ ([`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError], the one
+check
+of [`check_latent_space`][tgsample.models.diffusers.bundle.check_latent_space]: FLUX and SD3 latents both have 16
+channels
 but are not the same space); sharing the student's text encoders when they are the same files
-or the same weights (one copy, each batch of prompts encoded once), else reading its own ``teacher_*``
+or the same weights (one copy, each batch of prompts encoded once), else reading its own `teacher_*`
 keys -- also when it has another number of text encoders than the student (an SD3 pipeline without T5).
 
-Memory options (docs: Flow models, "Memory"): ``offload="model"`` / ``"sequential"``
-(:class:`~tgsample.models.diffusers.transformer.Placement`), ``dtype="bfloat16"``, ``weights="fp8"``
-(diffusers' layerwise casting: float8 storage, ``dtype`` compute), and a teacher that shares the
+Memory options (docs: Flow models, "Memory"): `offload="model"` / `"sequential"`
+([`Placement`][tgsample.models.diffusers.transformer.Placement]), `dtype="bfloat16"`, `weights="fp8"`
+(diffusers' layerwise casting: float8 storage, `dtype` compute), and a teacher that shares the
 student's text encoders.
 """
 
@@ -37,27 +42,31 @@ from .bundle import (DiffusersModel, Parts, _decoder, _vae_config, check_latent_
 from .flow_text import FlowPromptEncoder
 from .transformer import OFFLOAD_MODES, FluxNet, FlowTransformerDenoiser, SD3Net
 
-#: family -> (how its pipeline spaces the base times, the net, the pipeline's default latent size); the
-#: transformer class that marks each family is :data:`tgsample.models.diffusers.loading.TRANSFORMERS`
 FAMILIES = {
     "flux": ("linspace", FluxNet, 128),
     "sd3": ("scheduler", SD3Net, None),  # None: the transformer's sample_size
 }
-#: the text encoders of each family, in ``FlowPromptEncoder`` order: (folder, tokenizer folder, model class)
+"""family -> (how its pipeline spaces the base times, the net, the pipeline's default latent size); the
+transformer class that marks each family is
+[`tgsample.models.diffusers.loading.TRANSFORMERS`][tgsample.models.diffusers.loading.TRANSFORMERS]"""
 ENCODERS = {
     "flux": (("text_encoder", "tokenizer", "CLIPTextModel"), ("text_encoder_2", "tokenizer_2", "T5EncoderModel")),
     "sd3": (("text_encoder", "tokenizer", "CLIPTextModelWithProjection"),
             ("text_encoder_2", "tokenizer_2", "CLIPTextModelWithProjection"),
             ("text_encoder_3", "tokenizer_3", "T5EncoderModel")),
 }
+"""the text encoders of each family, in `FlowPromptEncoder` order: (folder, tokenizer folder, model class)"""
 FLOW_PATTERNS = ("model_index.json", "transformer/*", "vae/*", "scheduler/*", "text_encoder/*", "text_encoder_2/*",
                  "text_encoder_3/*", "tokenizer/*", "tokenizer_2/*", "tokenizer_3/*")
+"""The files of a flow pipeline's hub repository that loading needs."""
 WEIGHTS = ("fp8",)
+"""The alternative weight formats of a flow transformer (`weights=`)."""
 
 
 def family(root: Path, expected: Optional[str], who: str) -> str:
-    """``"flux"`` or ``"sd3"``: the family of the pipeline at ``root``
-    (:func:`~tgsample.models.diffusers.loading.check_family`, :class:`FamilyMismatchError` if not ``expected``
+    """`"flux"` or `"sd3"`: the family of the pipeline at `root`
+    ([`check_family`][tgsample.models.diffusers.loading.check_family],
+    [`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError] if not `expected`
     or not a flow pipeline at all)."""
     if not (root / "transformer" / "config.json").is_file() and not (root / "unet").is_dir():
         raise L.ModelNotFoundError(f"transformer config {str(root / 'transformer' / 'config.json')!r} is missing; a "
@@ -72,7 +81,8 @@ def family(root: Path, expected: Optional[str], who: str) -> str:
 
 @dataclass
 class FlowParts(Parts):
-    """:class:`Parts` of a flow pipeline (``unet`` holds the transformer); ``offload`` is the memory mode."""
+    """[`Parts`][tgsample.models.diffusers.bundle.Parts] of a flow pipeline (`unet` holds the transformer); `offload` is
+    the memory mode."""
 
     offload: Optional[str] = None
 
@@ -83,10 +93,11 @@ class FlowParts(Parts):
 
 @dataclass
 class FlowModel(DiffusersModel):
-    """A :class:`Model` backed by a FLUX / SD3 pipeline (``parts`` is a :class:`FlowParts`)."""
+    """A [`Model`][tgsample.models.base.Model] backed by a FLUX / SD3 pipeline (`parts` is a
+    [`FlowParts`][tgsample.models.diffusers.flow_bundle.FlowParts])."""
 
     def to(self, device: torch.device | str, dtype: Optional[torch.dtype] = None) -> "FlowModel":
-        """Move the transformer (cast to ``dtype``), the text encoders and the VAE to ``device``."""
+        """Move the transformer (cast to `dtype`), the text encoders and the VAE to `device`."""
         p = self.parts
         if p.offload is not None:
             raise ConfigError(f"model {self.name!r} was loaded with offload={p.offload!r}, which places its weights "
@@ -105,7 +116,7 @@ class FlowModel(DiffusersModel):
 
 
 def same_files(a: Path, b: Path) -> bool:
-    """True when folders ``a`` and ``b`` hold the same files by content address, without reading them: the same
+    """True when folders `a` and `b` hold the same files by content address, without reading them: the same
     file, or Hugging Face cache blobs of the same hash (blob names are content hashes)."""
     if not (a.is_dir() and b.is_dir()):
         return False
@@ -142,7 +153,7 @@ def _load_encoder(kind: str, root: Path, device: torch.device, dtype: torch.dtyp
 
 def _sample_shape(kind: str, transformer: Any, vae_config: dict, height: Optional[int],
                   width: Optional[int]) -> tuple[tuple[int, int, int], int, int]:
-    """``((C, h, w), VAE factor, image tokens)`` at ``height`` x ``width`` pixels (default: the pipeline's size)."""
+    """`((C, h, w), VAE factor, image tokens)` at `height` x `width` pixels (default: the pipeline's size)."""
     factor = 2 ** (len(vae_config.get("block_out_channels", (0, 0, 0, 0))) - 1)
     patch = 2 if kind == "flux" else int(transformer.config.patch_size)  # FLUX packs 2x2, SD3 patchifies
     channels = int(vae_config.get("latent_channels", 16))
@@ -169,31 +180,33 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
                     encoder: Optional[FlowPromptEncoder] = None, vae_tiling: bool = False,
                     decode_batch_size: Optional[int] = None, recipes: Optional[dict] = None,
                     diffusers_parity: bool = False) -> FlowModel:
-    """Load a FLUX or SD3 / SD3.5 diffusers pipeline (directory or cached hub id) as a :class:`FlowModel`.
+    """Load a FLUX or SD3 / SD3.5 diffusers pipeline (directory or cached hub id) as a
+    [`FlowModel`][tgsample.models.diffusers.flow_bundle.FlowModel].
 
     Args:
         name: the registry name reported by the model.
         path: pipeline directory or hub id.
-        kind: the family the caller expects (``"flux"`` / ``"sd3"``); another one is a
-            :class:`~tgsample.models.diffusers.errors.FamilyMismatchError`.
+        kind: the family the caller expects (`"flux"` / `"sd3"`); another one is a
+            [`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError].
         height: image height in pixels (default: the pipeline's, 1024 for FLUX and SD3.5).
         width: image width in pixels.
         dtype: the weights' dtype (default: float32 on CPU, bfloat16 on CUDA). Samples stay float32.
         device: default CUDA when available, else the CPU.
-        offload: ``None``, ``"model"`` or ``"sequential"`` (the transformer on ``device`` only during its calls).
-        weights: ``"fp8"``: float8 (e4m3) storage of the transformer's weights, computed in ``dtype``
-            (diffusers' ``enable_layerwise_casting``).
-        compile: ``torch.compile`` the transformer.
+        offload: `None`, `"model"` or `"sequential"` (the transformer on `device` only during its calls).
+        weights: `"fp8"`: float8 (e4m3) storage of the transformer's weights, computed in `dtype`
+            (diffusers' `enable_layerwise_casting`).
+        compile: `torch.compile` the transformer.
         allow_download: let hub ids be downloaded (default: local cache only).
-        variant: the weights variant (``"fp16"``) to load.
+        variant: the weights variant (`"fp16"`) to load.
         max_sequence_length: T5 tokens per prompt (256 for SD3 and FLUX-schnell, 512 for FLUX-dev).
-        guidance_scale: FLUX-dev's embedded guidance scale when no ``guidance_scale`` is in the conditioning.
-        t5: SD3 only: ``False`` drops T5 (its embeddings become zeros, as diffusers does without it).
+        guidance_scale: FLUX-dev's embedded guidance scale when no `guidance_scale` is in the conditioning.
+        t5: SD3 only: `False` drops T5 (its embeddings become zeros, as diffusers does without it).
         encoder: reuse this prompt encoder instead of loading the pipeline's text encoders.
         vae_tiling: tiled VAE decoding.
         decode_batch_size: decode in chunks of this many latents.
-        recipes: the model's published sampling recipes (``Model.recipes``, ``{variant: Recipe}``).
-        diffusers_parity: sample as the model's diffusers pipeline does (:mod:`tgsample.conventions`: for a flow
+        recipes: the model's published sampling recipes (`Model.recipes`, `{variant: Recipe}`).
+        diffusers_parity: sample as the model's diffusers pipeline does ([`tgsample.conventions`][tgsample.conventions]:
+            for a flow
             model that is tgsample's own convention, so the switch changes nothing; accepted for uniformity).
     """
     device = resolve_device(device)
@@ -236,16 +249,17 @@ def load_flow_model(name: str, path: Union[str, Path], *, kind: Optional[str] = 
 def make_flow_teacher(name: str, kind: str, default_path: str, *, path: Optional[str] = None,
                       student: Optional[Model] = None, share_text_encoders: Optional[bool] = None,
                       recipes: Optional[dict] = None, **options: Any) -> FlowModel:
-    """A flow teacher, optionally for ``student``.
+    """A flow teacher, optionally for `student`.
 
-    With ``student=``: the teacher's latent space is checked against the student's first, before any of
-    its weights are read (:func:`~tgsample.models.diffusers.bundle.check_latent_space`); its image size and T5
+    With `student=`: the teacher's latent space is checked against the student's first, before any of
+    its weights are read ([`check_latent_space`][tgsample.models.diffusers.bundle.check_latent_space]); its image size
+    and T5
     length default to the student's; it shares the student's prompt encoder without loading its own when
-    ``share_text_encoders=True``, or (``None``, the default) when its text-encoder files are the student's (the
+    `share_text_encoders=True`, or (`None`, the default) when its text-encoder files are the student's (the
     same directory, or the same Hugging Face cache blobs) -- in both cases only with the student's encoder
-    settings (T5 length, SD3's ``t5``). Otherwise it loads its own and
-    :func:`~tgsample.models.diffusers.bundle.link_teacher` keeps one copy if the weights and settings are equal
-    (``False`` skips the file comparison), else gives the teacher ``teacher_*`` keys.
+    settings (T5 length, SD3's `t5`). Otherwise it loads its own and
+    [`link_teacher`][tgsample.models.diffusers.bundle.link_teacher] keeps one copy if the weights and settings are equal
+    (`False` skips the file comparison), else gives the teacher `teacher_*` keys.
     """
     path = path or default_path
     if student is None:

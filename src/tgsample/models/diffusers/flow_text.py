@@ -1,19 +1,23 @@
-"""Prompt encoding for flow-matching pipelines (T5 + CLIP), through diffusers' own ``encode_prompt``.
+"""Prompt encoding for flow-matching pipelines (T5 + CLIP), through diffusers' own `encode_prompt`.
 
-SD3 / SD3.5 (``StableDiffusion3Pipeline``): CLIP-L and CLIP-G (penultimate hidden states, concatenated,
-zero-padded to T5's width) followed by T5's sequence; the pooled embeddings of both CLIPs::
+SD3 / SD3.5 (`StableDiffusion3Pipeline`): CLIP-L and CLIP-G (penultimate hidden states, concatenated,
+zero-padded to T5's width) followed by T5's sequence; the pooled embeddings of both CLIPs:
 
-    cond = {"encoder_hidden_states": [B, 77 + L, D], "pooled_projections": [B, P_L + P_G]}
+```python
+cond = {"encoder_hidden_states": [B, 77 + L, D], "pooled_projections": [B, P_L + P_G]}
+```
 
-A pipeline saved without T5 (``text_encoder_3 = None``) gets zeros in T5's place, as diffusers does.
+A pipeline saved without T5 (`text_encoder_3 = None`) gets zeros in T5's place, as diffusers does.
 
-FLUX (``FluxPipeline``): T5's sequence and CLIP-L's pooled output::
+FLUX (`FluxPipeline`): T5's sequence and CLIP-L's pooled output:
 
-    cond = {"encoder_hidden_states": [B, L, D], "pooled_projections": [B, P]}
+```python
+cond = {"encoder_hidden_states": [B, L, D], "pooled_projections": [B, P]}
+```
 
-(FLUX's ``txt_ids`` are zeros of shape ``[L, 3]``; the transformer adapter makes them.) ``uncond``
-encodes the negative prompts, or ``""``, with the same keys, so CFG batches both in one call.
-``L`` is ``max_sequence_length`` (T5 tokens; 256 for SD3 and FLUX-schnell, 512 for FLUX-dev).
+(FLUX's `txt_ids` are zeros of shape `[L, 3]`; the transformer adapter makes them.) `uncond`
+encodes the negative prompts, or `""`, with the same keys, so CFG batches both in one call.
+`L` is `max_sequence_length` (T5 tokens; 256 for SD3 and FLUX-schnell, 512 for FLUX-dev).
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from ...errors import ConfigError
 from .text import Cond, PromptEncoder
 
 FLOW_KINDS = ("sd3", "flux")
+"""The flow prompt encoders: SD3's (two CLIPs and T5) and FLUX's (CLIP-L and T5)."""
 
 
 class _TransformerConfig:
-    """What diffusers' text-only SD3 pipeline reads from its transformer: ``config.joint_attention_dim``
+    """What diffusers' text-only SD3 pipeline reads from its transformer: `config.joint_attention_dim`
     (the width of the zeros that replace a missing T5)."""
 
     def __init__(self, config: Any):
@@ -38,16 +43,16 @@ class _TransformerConfig:
 
 
 class FlowPromptEncoder(PromptEncoder):
-    """Text encoders + tokenizers of an SD3 or FLUX pipeline; ``encode(prompts, negatives) -> (cond, uncond)``.
+    """Text encoders + tokenizers of an SD3 or FLUX pipeline; `encode(prompts, negatives) -> (cond, uncond)`.
 
     Args:
-        kind: ``"sd3"`` (encoders ``[CLIP-L, CLIP-G, T5 or None]``) or ``"flux"`` (``[CLIP-L, T5]``).
-        text_encoders: the pipeline's text encoders in that order (``None`` for a missing T5).
+        kind: `"sd3"` (encoders `[CLIP-L, CLIP-G, T5 or None]`) or `"flux"` (`[CLIP-L, T5]`).
+        text_encoders: the pipeline's text encoders in that order (`None` for a missing T5).
         tokenizers: their tokenizers, in the same order.
         device: where the encoders run.
         max_sequence_length: T5 tokens per prompt.
         out_dtype: the dtype of the embeddings handed to the transformer.
-        transformer_config: the transformer's config (SD3 without T5 needs its ``joint_attention_dim``).
+        transformer_config: the transformer's config (SD3 without T5 needs its `joint_attention_dim`).
     """
 
     def __init__(self, kind: str, text_encoders: Sequence[Optional[nn.Module]], tokenizers: Sequence[Any], *,
@@ -92,7 +97,8 @@ class FlowPromptEncoder(PromptEncoder):
                                         text_encoder_3=t5, tokenizer_3=tok_t5 if t5 is not None else None)
 
     def options(self) -> tuple:
-        """What decides the embeddings besides the weights (:meth:`PromptEncoder.same_as`): the kind, the T5
+        """What decides the embeddings besides the weights
+        ([`PromptEncoder.same_as`][tgsample.models.diffusers.text.PromptEncoder.same_as]): the kind, the T5
         length and which text encoders are present."""
         return (self.kind, self.max_sequence_length, tuple(m is not None for m in self.slots))
 

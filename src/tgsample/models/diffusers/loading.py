@@ -1,13 +1,14 @@
 """Finding and loading the parts of a diffusers pipeline, with typed errors.
 
-A model is named by a **local directory** (a diffusers pipeline folder as ``save_pretrained``
+A model is named by a **local directory** (a diffusers pipeline folder as `save_pretrained`
 writes it, or a single weights file where a UNet or LoRA is expected) or a **Hugging Face hub
-id** (``owner/name``). Hub ids are resolved in the local cache only (``local_files_only``):
-nothing is downloaded at run time unless the user opts in with ``allow_download=True``. A hub
-id that is not cached raises :class:`OfflineModelError`, naming the id and the fixes.
+id** (`owner/name`). Hub ids are resolved in the local cache only (`local_files_only`):
+nothing is downloaded at run time unless the user opts in with `allow_download=True`. A hub
+id that is not cached raises [`OfflineModelError`][tgsample.models.diffusers.errors.OfflineModelError], naming the id
+and the fixes.
 
-The ``abar`` table comes from diffusers' own scheduler class named in the pipeline's
-``scheduler/scheduler_config.json`` (its ``alphas_cumprod``); the beta schedules are not
+The `abar` table comes from diffusers' own scheduler class named in the pipeline's
+`scheduler/scheduler_config.json` (its `alphas_cumprod`); the beta schedules are not
 reimplemented here.
 """
 
@@ -27,22 +28,30 @@ from .errors import (AmbiguousWeightsError, CorruptWeightsError, FamilyMismatchE
                      ModelNotFoundError, OfflineModelError)
 
 PathLike = Union[str, Path]
+"""A path given as a string or a `Path`."""
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 PIPELINE_PATTERNS = ("model_index.json", "unet/*", "text_encoder/*", "text_encoder_2/*", "tokenizer/*",
                      "tokenizer_2/*", "vae/*", "scheduler/*")
-WEIGHT_SUFFIXES = (".safetensors", ".bin")  # in order of preference
+"""The files of an SD / SDXL pipeline's hub repository that loading needs."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+"""in order of preference"""
 WEIGHT_PATTERNS = tuple(f"*{s}" for s in WEIGHT_SUFFIXES)
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # the file diffusers' save_lora_weights writes
+"""File patterns of the weight files, in order of preference."""
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+"""the file diffusers' save_lora_weights writes"""
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+"""The suffixes of a single-file checkpoint (`from_single_file`)."""
 FAMILY_NAMES = {"sd15": "SD 1.x / 2.x family (one text encoder)", "sdxl": "SDXL family (two text encoders)",
                 "flux": "FLUX family (FluxTransformer2DModel)", "sd3": "SD3 family (SD3Transformer2DModel)"}
-#: flow-matching families -> the transformer class in ``transformer/config.json`` that marks them
+"""The model families, as error messages name them."""
 TRANSFORMERS = {"flux": "FluxTransformer2DModel", "sd3": "SD3Transformer2DModel"}
-FAMILY_TEACHERS = {"sd15": "sd15", "sdxl": "sdxl", "flux": "flux-dev", "sd3": "sd35-large"}  # a registered teacher each
+"""flow-matching families -> the transformer class in `transformer/config.json` that marks them"""
+FAMILY_TEACHERS = {"sd15": "sd15", "sdxl": "sdxl", "flux": "flux-dev", "sd3": "sd35-large"}
+"""a registered teacher each"""
 
 
 def is_hub_id(source: PathLike) -> bool:
-    """``owner/name`` with no local file or directory of that name."""
+    """`owner/name` with no local file or directory of that name."""
     return isinstance(source, str) and bool(_HUB_ID.match(source)) and not Path(source).exists()
 
 
@@ -56,10 +65,11 @@ def _offline(source: str, what: str, err: Exception) -> OfflineModelError:
 
 def resolve(source: PathLike, what: str = "model", *, allow_download: bool = False,
             filename: Optional[str] = None, patterns: Optional[tuple[str, ...]] = None) -> Path:
-    """A local path for ``source``: an existing path as is, or a hub id from the local cache.
+    """A local path for `source`: an existing path as is, or a hub id from the local cache.
 
-    With ``filename`` a single file of the hub repo is fetched; otherwise a snapshot (restricted
-    to ``patterns``). Raises :class:`ModelNotFoundError` / :class:`OfflineModelError`.
+    With `filename` a single file of the hub repo is fetched; otherwise a snapshot (restricted
+    to `patterns`). Raises [`ModelNotFoundError`][tgsample.models.diffusers.errors.ModelNotFoundError] /
+    [`OfflineModelError`][tgsample.models.diffusers.errors.OfflineModelError].
     """
     if source is None or source == "":
         raise ModelNotFoundError(f"no {what} given: pass path=<local directory or hub id>")
@@ -88,9 +98,9 @@ def resolve(source: PathLike, what: str = "model", *, allow_download: bool = Fal
 
 def local_status(path: PathLike, *, unet: Optional[PathLike] = None, unet_weight_name: Optional[str] = None,
                  lora: Optional[PathLike] = None, lora_weight_name: Optional[str] = None, **_: Any) -> str:
-    """``"local"`` when the pipeline at ``path`` (and its ``unet`` / ``lora``) can be loaded without the
-    network (a local path, or a hub id in the Hugging Face cache), else ``"missing: <what>"``
-    (what ``tgsample list --check`` shows; like timm's ``list_models(pretrained=True)``)."""
+    """`"local"` when the pipeline at `path` (and its `unet` / `lora`) can be loaded without the
+    network (a local path, or a hub id in the Hugging Face cache), else `"missing: <what>"`
+    (what `tgsample list --check` shows; like timm's `list_models(pretrained=True)`)."""
     needs = [(path, "model", None, PIPELINE_PATTERNS), (unet, "UNet", unet_weight_name, None),
              (lora, "LoRA", lora_weight_name, None)]
     for source, what, filename, patterns in needs:
@@ -104,9 +114,10 @@ def local_status(path: PathLike, *, unet: Optional[PathLike] = None, unet_weight
 
 
 def family(root: Path) -> str:
-    """The family of the pipeline at ``root``: ``"flux"`` / ``"sd3"`` from the class of its transformer
-    (``transformer/config.json``, :data:`TRANSFORMERS`); for a UNet pipeline ``"sdxl"`` when it has a second
-    text encoder, else ``"sd15"`` (SD 1.x / 2.x layout)."""
+    """The family of the pipeline at `root`: `"flux"` / `"sd3"` from the class of its transformer
+    (`transformer/config.json`, [`TRANSFORMERS`][tgsample.models.diffusers.loading.TRANSFORMERS]); for a UNet pipeline
+    `"sdxl"` when it has a second
+    text encoder, else `"sd15"` (SD 1.x / 2.x layout)."""
     config = root / "transformer" / "config.json"
     if config.is_file():
         name = json.loads(config.read_text()).get("_class_name")
@@ -119,7 +130,8 @@ def family(root: Path) -> str:
 
 
 def check_family(root: Path, expected: Optional[str], who: str) -> str:
-    """The family of the pipeline at ``root`` (:func:`family`); :class:`FamilyMismatchError` if ``expected`` is
+    """The family of the pipeline at `root` ([`family`][tgsample.models.diffusers.loading.family]);
+    [`FamilyMismatchError`][tgsample.models.diffusers.errors.FamilyMismatchError] if `expected` is
     given and differs."""
     found = family(root)
     if expected is not None and found != expected:
@@ -140,11 +152,12 @@ def single_file_message(file: PathLike) -> str:
 
 
 def weights_file(folder: Path, what: str, weight_name: Optional[str] = None, preferred: Optional[str] = None) -> Path:
-    """The weights file in ``folder`` (a local directory or a hub snapshot).
+    """The weights file in `folder` (a local directory or a hub snapshot).
 
-    ``weight_name`` if given; else ``preferred`` if present; else the only ``.safetensors`` file (else the only
-    ``.bin``). Several candidates raise :class:`AmbiguousWeightsError` listing them (name one with ``*_weight_name=``);
-    none raises :class:`ModelNotFoundError`.
+    `weight_name` if given; else `preferred` if present; else the only `.safetensors` file (else the only
+    `.bin`). Several candidates raise [`AmbiguousWeightsError`][tgsample.models.diffusers.errors.AmbiguousWeightsError]
+    listing them (name one with `*_weight_name=`);
+    none raises [`ModelNotFoundError`][tgsample.models.diffusers.errors.ModelNotFoundError].
     """
     if weight_name is not None:
         path = folder / weight_name
@@ -168,8 +181,9 @@ def weights_file(folder: Path, what: str, weight_name: Optional[str] = None, pre
 
 def locate_weights(source: PathLike, what: str, *, weight_name: Optional[str] = None, allow_download: bool = False,
                    preferred: Optional[str] = None) -> Path:
-    """A local weights file for ``source``: a file as is; in a folder or a cached hub repo, ``weight_name``
-    (fetched alone from the hub) or the safe guess of :func:`weights_file`."""
+    """A local weights file for `source`: a file as is; in a folder or a cached hub repo, `weight_name`
+    (fetched alone from the hub) or the safe guess of
+    [`weights_file`][tgsample.models.diffusers.loading.weights_file]."""
     path = Path(str(source)).expanduser()
     if path.is_file():
         if weight_name is not None and path.name != weight_name:
@@ -182,7 +196,7 @@ def locate_weights(source: PathLike, what: str, *, weight_name: Optional[str] = 
 
 
 def load_part(cls: Any, root: Path, subfolder: Optional[str], what: str, **kwargs: Any) -> Any:
-    """``cls.from_pretrained(root / subfolder)`` from local files, with a typed error if it is missing."""
+    """`cls.from_pretrained(root / subfolder)` from local files, with a typed error if it is missing."""
     folder = root / subfolder if subfolder else root
     if not folder.is_dir():
         raise ModelNotFoundError(f"{what}: folder {str(folder)!r} is missing; a diffusers pipeline directory "
@@ -197,7 +211,7 @@ def load_part(cls: Any, root: Path, subfolder: Optional[str], what: str, **kwarg
 
 
 def scheduler_config(root: Path) -> dict:
-    """The pipeline's ``scheduler/scheduler_config.json`` as a dict."""
+    """The pipeline's `scheduler/scheduler_config.json` as a dict."""
     from diffusers import DDPMScheduler
 
     folder = root / "scheduler"
@@ -208,7 +222,7 @@ def scheduler_config(root: Path) -> dict:
 
 
 def alphas_cumprod(config: dict) -> torch.Tensor:
-    """``abar`` of the scheduler named in ``config`` (diffusers computes it from the config's betas)."""
+    """`abar` of the scheduler named in `config` (diffusers computes it from the config's betas)."""
     import diffusers
 
     cls = getattr(diffusers, str(config.get("_class_name", "")), None)
@@ -224,7 +238,7 @@ def alphas_cumprod(config: dict) -> torch.Tensor:
 
 
 def prediction_type(config: dict, where: str, override: Optional[str] = None) -> str:
-    """The prediction type (``epsilon`` / ``v_prediction`` / ``sample``), checked."""
+    """The prediction type (`epsilon` / `v_prediction` / `sample`), checked."""
     value = override or config.get("prediction_type", "epsilon")
     try:
         return check_prediction(value)
@@ -236,7 +250,7 @@ def prediction_type(config: dict, where: str, override: Optional[str] = None) ->
 def load_unet(root: Path, *, unet: Optional[PathLike] = None, unet_weight_name: Optional[str] = None,
               allow_download: bool = False, dtype: torch.dtype = torch.float32, variant: Optional[str] = None) -> Any:
     """The pipeline's UNet, or a replacement: a diffusers UNet folder / hub repo, or one weights file
-    (``.safetensors`` / ``.bin``, DMD2 and SDXL-Lightning style) loaded into the base UNet's config."""
+    (`.safetensors` / `.bin`, DMD2 and SDXL-Lightning style) loaded into the base UNet's config."""
     from diffusers import UNet2DConditionModel
 
     if unet is None:
@@ -253,7 +267,7 @@ def load_unet(root: Path, *, unet: Optional[PathLike] = None, unet_weight_name: 
 
 
 def unet_from_file(root: Path, file: Path, dtype: torch.dtype) -> Any:
-    """A UNet with the base pipeline's config and the weights of ``file`` (strict: every key must fit)."""
+    """A UNet with the base pipeline's config and the weights of `file` (strict: every key must fit)."""
     from diffusers import UNet2DConditionModel
     from diffusers.models.model_loading_utils import load_state_dict
 
@@ -285,16 +299,18 @@ def _lora_modules(state: dict) -> set[str]:
 
 def load_lora(unet: Any, lora: PathLike, *, kind: str, weight_name: Optional[str] = None,
               allow_download: bool = False, adapter_name: str = "student") -> str:
-    """Add the LoRA ``lora`` (directory, weights file or hub id) to ``unet`` as adapter ``adapter_name``
+    """Add the LoRA `lora` (directory, weights file or hub id) to `unet` as adapter `adapter_name`
     with diffusers' LoRA loader (kohya / diffusers formats; peft underneath).
 
-    The file is found locally first (:func:`locate_weights`: ``weight_name``, else diffusers'
-    ``pytorch_lora_weights.safetensors``, else the only weights file), so a cached hub repo loads offline.
-    As diffusers' ``load_lora_weights`` does, the adapter metadata stored in the file (``lora_alpha``,
-    ``r``, ...) configures the adapter, so its strength is ``lora_alpha / r``.
+    The file is found locally first ([`locate_weights`][tgsample.models.diffusers.loading.locate_weights]:
+    `weight_name`, else diffusers'
+    `pytorch_lora_weights.safetensors`, else the only weights file), so a cached hub repo loads offline.
+    As diffusers' `load_lora_weights` does, the adapter metadata stored in the file (`lora_alpha`,
+    `r`, ...) configures the adapter, so its strength is `lora_alpha / r`.
 
-    Raises :class:`LoRAMismatchError` if a LoRA module is absent from the UNet or has another shape,
-    :class:`CorruptWeightsError` if the file cannot be read.
+    Raises [`LoRAMismatchError`][tgsample.models.diffusers.errors.LoRAMismatchError] if a LoRA module is absent from the
+    UNet or has another shape,
+    [`CorruptWeightsError`][tgsample.models.diffusers.errors.CorruptWeightsError] if the file cannot be read.
     """
     from diffusers.loaders import StableDiffusionLoraLoaderMixin, StableDiffusionXLLoraLoaderMixin
 

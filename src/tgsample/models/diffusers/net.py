@@ -1,18 +1,21 @@
-"""The diffusers UNet as the ``net(x_vp, t, **cond)`` of a :class:`~tgsample.denoisers.DiscreteVPDenoiser`.
+"""The diffusers UNet as the `net(x_vp, t, **cond)` of a [`DiscreteVPDenoiser`][tgsample.denoisers.DiscreteVPDenoiser].
 
-:class:`UNetNet` reads its inputs from the conditioning dict:
+[`UNetNet`][tgsample.models.diffusers.net.UNetNet] reads its inputs from the conditioning dict:
 
-* ``encoder_hidden_states`` -- text embeddings (every SD-family UNet);
-* ``text_embeds``, ``time_ids`` -- SDXL's ``added_cond_kwargs``;
-* ``guidance_scale`` (``[B]``) -- for guided-distillation students whose UNet has a
-  ``time_cond_proj_dim`` (LCM): passed as ``timestep_cond = get_guidance_scale_embedding(w - 1)``
-  (arXiv 2210.03142; diffusers' embedding). :class:`tgsample.guidance.DistilledCFG` puts it in.
+* `encoder_hidden_states` -- text embeddings (every SD-family UNet);
+* `text_embeds`, `time_ids` -- SDXL's `added_cond_kwargs`;
+* `guidance_scale` (`[B]`) -- for guided-distillation students whose UNet has a
+  `time_cond_proj_dim` (LCM): passed as `timestep_cond = get_guidance_scale_embedding(w - 1)`
+  (arXiv 2210.03142; diffusers' embedding). [`tgsample.guidance.DistilledCFG`][tgsample.guidance.cfg.DistilledCFG] puts
+  it in.
 
-A teacher whose text encoders differ from its student's reads ``teacher_<key>`` first (see
-:func:`tgsample.models.diffusers.bundle.link_teacher`). A zero-copy teacher runs the student's UNet
+A teacher whose text encoders differ from its student's reads `teacher_<key>` first (see
+[`tgsample.models.diffusers.bundle.link_teacher`][tgsample.models.diffusers.bundle.link_teacher]). A zero-copy teacher
+runs the student's UNet
 with its LoRA adapters disabled for the duration of the call.
 
-:class:`DiffusersDenoiser` adds TDD's optional x0 clipping on early (high-sigma) steps.
+[`DiffusersDenoiser`][tgsample.models.diffusers.net.DiffusersDenoiser] adds TDD's optional x0 clipping on early
+(high-sigma) steps.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from ...denoisers import DiscreteVPDenoiser
 from ...errors import ConfigError
 
 CLIP_MODES = ("clamp", "dynamic")
+"""How an x0 estimate is clipped: a fixed range, or dynamic thresholding."""
 
 
 def guidance_embedding(w: Tensor, dim: int) -> Tensor:
-    """LCM's ``timestep_cond``: diffusers' ``get_guidance_scale_embedding(w - 1, dim)``, computed where ``w``
-    lives (no copy to the host): ``[sin(1000 (w - 1) f_k), cos(1000 (w - 1) f_k)]`` with
-    ``f_k = exp(-k log(10000) / (dim/2 - 1))``, zero-padded to an odd ``dim``; float32, the same operations as
+    """LCM's `timestep_cond`: diffusers' `get_guidance_scale_embedding(w - 1, dim)`, computed where `w`
+    lives (no copy to the host): `[sin(1000 (w - 1) f_k), cos(1000 (w - 1) f_k)]` with
+    `f_k = exp(-k log(10000) / (dim/2 - 1))`, zero-padded to an odd `dim`; float32, the same operations as
     diffusers' (bit-identical on the CPU)."""
     w = (w.detach().float() - 1) * 1000.0
     half = dim // 2
@@ -46,10 +50,10 @@ def guidance_embedding(w: Tensor, dim: int) -> Tensor:
 class AdapterSwitch:
     """A UNet's LoRA layers, listed once, and a switch over them.
 
-    ``set(False)`` / ``set(True)`` flip each layer's disabled flag (the flag peft's ``enable_adapters(enabled)``
+    `set(False)` / `set(True)` flip each layer's disabled flag (the flag peft's `enable_adapters(enabled)`
     sets and its layers' forward reads), so a toggle costs a loop over the listed layers: no
-    ``named_modules()`` walk, no version check, no ``requires_grad`` change (diffusers' ``disable_adapters`` /
-    ``enable_adapters`` do all three on every call, and the latter marks every LoRA tensor trainable).
+    `named_modules()` walk, no version check, no `requires_grad` change (diffusers' `disable_adapters` /
+    `enable_adapters` do all three on every call, and the latter marks every LoRA tensor trainable).
     """
 
     def __init__(self, unet: nn.Module):
@@ -68,16 +72,16 @@ class AdapterSwitch:
 
 
 class UNetNet(nn.Module):
-    """``UNet2DConditionModel`` called as ``net(x_vp, t, **cond) -> prediction``.
+    """`UNet2DConditionModel` called as `net(x_vp, t, **cond) -> prediction`.
 
     Args:
         unet: the diffusers UNet (its own dtype / device).
-        default_guidance_scale: ``w`` for a guidance-embedding UNet when ``cond`` has no ``guidance_scale``.
-        prefix: keys ``prefix + name`` are read before ``name`` (``"teacher_"`` for a teacher with its own encoders).
+        default_guidance_scale: `w` for a guidance-embedding UNet when `cond` has no `guidance_scale`.
+        prefix: keys `prefix + name` are read before `name` (`"teacher_"` for a teacher with its own encoders).
         adapters_off: run with the UNet's LoRA adapters disabled (the zero-copy teacher of a LoRA student).
-        offload: keep the UNet on the CPU and move it to ``device`` only for the call.
-        device: the compute device (used with ``offload``).
-        compile: wrap the UNet in ``torch.compile``.
+        offload: keep the UNet on the CPU and move it to `device` only for the call.
+        device: the compute device (used with `offload`).
+        compile: wrap the UNet in `torch.compile`.
     """
 
     def __init__(self, unet: nn.Module, *, default_guidance_scale: Optional[float] = None, prefix: str = "",
@@ -96,7 +100,8 @@ class UNetNet(nn.Module):
 
     @property
     def adapters(self) -> AdapterSwitch:
-        """The switch over the UNet's LoRA layers (:class:`AdapterSwitch`), made once."""
+        """The switch over the UNet's LoRA layers ([`AdapterSwitch`][tgsample.models.diffusers.net.AdapterSwitch]), made
+        once."""
         if self._switch is None:
             self._switch = AdapterSwitch(self.unet)
         return self._switch
@@ -158,8 +163,8 @@ class UNetNet(nn.Module):
 
 
 def clip_x0(x0: Tensor, mode: str = "clamp", value: float = 1.0, percentile: float = 0.995) -> Tensor:
-    """x0 clipping. ``clamp``: ``clamp(x0, -value, value)``. ``dynamic`` (Imagen's dynamic thresholding):
-    per sample ``s = clamp(quantile(|x0|, percentile), 1, value)``, ``x0 <- clamp(x0, -s, s) / s``."""
+    """x0 clipping. `clamp`: `clamp(x0, -value, value)`. `dynamic` (Imagen's dynamic thresholding):
+    per sample `s = clamp(quantile(|x0|, percentile), 1, value)`, `x0 <- clamp(x0, -s, s) / s`."""
     if mode == "clamp":
         return x0.clamp(-value, value)
     s = torch.quantile(x0.detach().abs().flatten(1).float(), percentile, dim=1).clamp(min=1.0, max=value)
@@ -168,15 +173,17 @@ def clip_x0(x0: Tensor, mode: str = "clamp", value: float = 1.0, percentile: flo
 
 
 class DiffusersDenoiser(DiscreteVPDenoiser):
-    """A :class:`DiscreteVPDenoiser` over a :class:`UNetNet`, with optional x0 clipping (TDD).
+    """A [`DiscreteVPDenoiser`][tgsample.denoisers.DiscreteVPDenoiser] over a
+    [`UNetNet`][tgsample.models.diffusers.net.UNetNet], with optional x0 clipping (TDD).
 
     Args:
-        x0_clip: ``None`` (off) or ``{"mode": "clamp" | "dynamic", "value": v, "percentile": p,
-            "sigma_min": s}``: the x0 estimate is clipped where ``sigma >= sigma_min`` (the early,
+        x0_clip: `None` (off) or `{"mode": "clamp" | "dynamic", "value": v, "percentile": p,
+            "sigma_min": s}`: the x0 estimate is clipped where `sigma >= sigma_min` (the early,
             high-noise steps; default: every step). In latent units (SD latents are roughly in [-4, 4]).
-        diffusers_parity: sample as the model's diffusers pipeline does (read by :func:`tgsample.sample`
-            through :mod:`tgsample.conventions`).
-        timestep_spacing: the scheduler config's ``timestep_spacing`` (diffusers' Euler start depends on it).
+        diffusers_parity: sample as the model's diffusers pipeline does (read by
+            [`tgsample.sample`][tgsample.sampling.sample]
+            through [`tgsample.conventions`][tgsample.conventions]).
+        timestep_spacing: the scheduler config's `timestep_spacing` (diffusers' Euler start depends on it).
     """
 
     def __init__(self, net: UNetNet, alphas_cumprod: Tensor, prediction: str = "epsilon", *,

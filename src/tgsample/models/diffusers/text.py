@@ -1,16 +1,19 @@
-"""Prompt encoding with a pipeline's text encoder(s), through diffusers' own ``encode_prompt``.
+"""Prompt encoding with a pipeline's text encoder(s), through diffusers' own `encode_prompt`.
 
-SD 1.x: one CLIP encoder, ``cond = {"encoder_hidden_states": [B, L, D]}``.
+SD 1.x: one CLIP encoder, `cond = {"encoder_hidden_states": [B, L, D]}`.
 SDXL: two encoders (penultimate hidden states concatenated), the second one's pooled projection
-and the micro-conditioning time ids::
+and the micro-conditioning time ids:
 
-    cond = {"encoder_hidden_states": [B, L, D1 + D2], "text_embeds": [B, P],
-            "time_ids": [B, 6]}   # (orig_h, orig_w, crop_top, crop_left, target_h, target_w), pixels
+```python
+cond = {"encoder_hidden_states": [B, L, D1 + D2], "text_embeds": [B, P],
+        "time_ids": [B, 6]}   # (orig_h, orig_w, crop_top, crop_left, target_h, target_w), pixels
+```
 
-``uncond`` has the same keys (negative prompts; SDXL's zero embeddings for an empty negative
-when the pipeline's ``force_zeros_for_empty_prompt``), so CFG batches cond and uncond in one call.
+`uncond` has the same keys (negative prompts; SDXL's zero embeddings for an empty negative
+when the pipeline's `force_zeros_for_empty_prompt`), so CFG batches cond and uncond in one call.
 
-An encoder remembers its last batch: a student and a teacher that share a :class:`PromptEncoder`
+An encoder remembers its last batch: a student and a teacher that share a
+[`PromptEncoder`][tgsample.models.diffusers.text.PromptEncoder]
 (same text encoders) encode each batch of prompts once.
 """
 
@@ -25,6 +28,7 @@ from torch import nn
 from ...errors import ConfigError
 
 Cond = dict
+"""A conditioning dict of the UNet's keyword inputs."""
 
 
 def _as_list(prompts: Any, what: str) -> list[str]:
@@ -50,13 +54,13 @@ def _size(name: str, value: Any) -> Optional[tuple[int, int]]:
 
 
 def clip_skip_compatible(encoder: nn.Module) -> nn.Module:
-    """Let diffusers' SD 1.x ``encode_prompt(clip_skip=...)`` run on transformers >= 5.6.
+    """Let diffusers' SD 1.x `encode_prompt(clip_skip=...)` run on transformers >= 5.6.
 
-    transformers 5.6 flattened ``CLIPTextModel`` (``embeddings``, ``encoder``, ``final_layer_norm`` moved off
-    ``text_model``); diffusers 0.42 still applies ``text_encoder.text_model.final_layer_norm`` to the skipped
-    layer's output and fails. This gives the flattened encoder a plain (non-module) ``text_model`` attribute
-    holding its ``final_layer_norm``, so diffusers' own clip-skip code runs unchanged. No-op on older
-    transformers or wrapped encoders (``CLIPTextModelWithProjection``).
+    transformers 5.6 flattened `CLIPTextModel` (`embeddings`, `encoder`, `final_layer_norm` moved off
+    `text_model`); diffusers 0.42 still applies `text_encoder.text_model.final_layer_norm` to the skipped
+    layer's output and fails. This gives the flattened encoder a plain (non-module) `text_model` attribute
+    holding its `final_layer_norm`, so diffusers' own clip-skip code runs unchanged. No-op on older
+    transformers or wrapped encoders (`CLIPTextModelWithProjection`).
     """
     if "text_model" not in encoder.__dict__ and "text_model" not in encoder._modules and hasattr(encoder, "final_layer_norm"):
         encoder.__dict__["text_model"] = types.SimpleNamespace(final_layer_norm=encoder.final_layer_norm)
@@ -64,7 +68,7 @@ def clip_skip_compatible(encoder: nn.Module) -> nn.Module:
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    """``a is b``, or the same architecture with exactly equal parameters."""
+    """`a is b`, or the same architecture with exactly equal parameters."""
     if a is b:
         return True
     if type(a) is not type(b):
@@ -75,19 +79,19 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 
 class PromptEncoder:
-    """Text encoder(s) + tokenizer(s) of one pipeline; ``encode(prompts, negatives) -> (cond, uncond)``.
+    """Text encoder(s) + tokenizer(s) of one pipeline; `encode(prompts, negatives) -> (cond, uncond)`.
 
     Args:
-        kind: ``"sd15"`` (one encoder) or ``"sdxl"`` (two, plus pooled embeddings and time ids).
+        kind: `"sd15"` (one encoder) or `"sdxl"` (two, plus pooled embeddings and time ids).
         text_encoders: one (SD) or two (SDXL) text encoders.
         tokenizers: their tokenizers, one per encoder.
-        device: where the encoders run; outputs are moved to ``out_device`` / ``out_dtype``.
-        image_size: ``(height, width)`` in pixels for SDXL's time ids.
-        clip_skip: skip the last ``clip_skip`` CLIP layers (diffusers' meaning).
+        device: where the encoders run; outputs are moved to `out_device` / `out_dtype`.
+        image_size: `(height, width)` in pixels for SDXL's time ids.
+        clip_skip: skip the last `clip_skip` CLIP layers (diffusers' meaning).
         force_zeros_for_empty_prompt: SDXL: zero uncond embeddings when no negative prompt is given.
-        original_size: SDXL micro-conditioning ``(height, width)`` (default: ``image_size``).
-        crops_coords_top_left: SDXL micro-conditioning ``(top, left)`` (default ``(0, 0)``).
-        target_size: SDXL micro-conditioning ``(height, width)`` (default: ``image_size``).
+        original_size: SDXL micro-conditioning `(height, width)` (default: `image_size`).
+        crops_coords_top_left: SDXL micro-conditioning `(top, left)` (default `(0, 0)`).
+        target_size: SDXL micro-conditioning `(height, width)` (default: `image_size`).
     """
 
     def __init__(self, kind: str, text_encoders: Sequence[nn.Module], tokenizers: Sequence[Any], *,
@@ -114,7 +118,7 @@ class PromptEncoder:
         self._pipe = self._pipeline()
 
     def _pipeline(self) -> Any:
-        """A text-only diffusers pipeline object whose ``encode_prompt`` we call."""
+        """A text-only diffusers pipeline object whose `encode_prompt` we call."""
         for m in self.text_encoders:
             m.eval().requires_grad_(False)
         if self.kind == "sd15":
@@ -132,12 +136,14 @@ class PromptEncoder:
                                          force_zeros_for_empty_prompt=self.force_zeros)
 
     def options(self) -> tuple:
-        """What decides the embeddings besides the weights (compared by :meth:`same_as`): the kind, clip skip,
+        """What decides the embeddings besides the weights (compared by
+        [`same_as`][tgsample.models.diffusers.text.PromptEncoder.same_as]): the kind, clip skip,
         SDXL's empty-prompt zeros and micro-conditioning."""
         return (self.kind, self.clip_skip, self.force_zeros, self.time_ids(1).tolist())
 
     def same_as(self, other: "PromptEncoder") -> bool:
-        """True when ``other`` computes the same embeddings (same :meth:`options` and encoder weights)."""
+        """True when `other` computes the same embeddings (same
+        [`options`][tgsample.models.diffusers.text.PromptEncoder.options] and encoder weights)."""
         return (self is other) or (
             self.options() == other.options()
             and len(self.text_encoders) == len(other.text_encoders)
@@ -146,15 +152,15 @@ class PromptEncoder:
         )
 
     def time_ids(self, batch: int, image_size: Optional[tuple[int, int]] = None) -> torch.Tensor:
-        """SDXL micro-conditioning per sample, as diffusers' ``add_time_ids``:
-        ``original_size + crops_coords_top_left + target_size``, the sizes defaulting to the image size."""
+        """SDXL micro-conditioning per sample, as diffusers' `add_time_ids`:
+        `original_size + crops_coords_top_left + target_size`, the sizes defaulting to the image size."""
         size = tuple(image_size or self.image_size)
         ids = [*(self.original_size or size), *self.crops, *(self.target_size or size)]
         return torch.tensor([ids], dtype=self.out_dtype).repeat(batch, 1)
 
     @torch.no_grad()
     def encode(self, prompts: Any, negatives: Any = None) -> tuple[Cond, Cond]:
-        """``(cond, uncond)`` for a batch of prompts (and optional negative prompts, one per prompt)."""
+        """`(cond, uncond)` for a batch of prompts (and optional negative prompts, one per prompt)."""
         prompts = _as_list(prompts, "prompts")
         if not prompts:
             raise ConfigError("prompts is empty: give at least one prompt")

@@ -1,19 +1,23 @@
-"""Flow-matching transformers (SD3 / SD3.5 MMDiT, FLUX) as the velocity net of a :class:`FlowDenoiser`.
+"""Flow-matching transformers (SD3 / SD3.5 MMDiT, FLUX) as the velocity net of a
+[`FlowDenoiser`][tgsample.denoisers.FlowDenoiser].
 
-``net(x_t, t, **cond) -> v`` with ``v = eps - x0`` on unpacked latents ``[B, C, H, W]``; the denoiser
-(:class:`FlowTransformerDenoiser`) converts to sigma space once: the net sees ``x_t = x / (1 + sigma)``
-at ``t = sigma / (1 + sigma)`` and ``D = x_t - t v`` (:func:`tgsample.math.flow_to_x0`).
+`net(x_t, t, **cond) -> v` with `v = eps - x0` on unpacked latents `[B, C, H, W]`; the denoiser
+([`FlowTransformerDenoiser`][tgsample.models.diffusers.transformer.FlowTransformerDenoiser]) converts to sigma space
+once: the net sees `x_t = x / (1 + sigma)`
+at `t = sigma / (1 + sigma)` and `D = x_t - t v` ([`tgsample.math.flow_to_x0`][tgsample.math.flow_to_x0]).
 
-* :class:`SD3Net` -- ``SD3Transformer2DModel(hidden_states=x_t, timestep=1000 t,
-  encoder_hidden_states, pooled_projections)``.
-* :class:`FluxNet` -- ``FluxTransformer2DModel``: latents packed into 2x2 patches (``[B, HW/4, 4C]``,
-  diffusers' own ``_pack_latents``), rotary position ids ``img_ids`` (row, column per patch) and
-  ``txt_ids`` (zeros per T5 token), ``timestep = t``, and for guidance-distilled models (FLUX-dev,
-  ``guidance_embeds``) the embedded guidance scale: ``cond["guidance_scale"]`` (``[B]``, put in by
-  :class:`tgsample.guidance.DistilledCFG`), else the model's ``default_guidance_scale``.
+* [`SD3Net`][tgsample.models.diffusers.transformer.SD3Net] -- `SD3Transformer2DModel(hidden_states=x_t, timestep=1000 t,
+  encoder_hidden_states, pooled_projections)`.
+* [`FluxNet`][tgsample.models.diffusers.transformer.FluxNet] -- `FluxTransformer2DModel`: latents packed into 2x2
+patches (`[B, HW/4, 4C]`,
+  diffusers' own `_pack_latents`), rotary position ids `img_ids` (row, column per patch) and
+  `txt_ids` (zeros per T5 token), `timestep = t`, and for guidance-distilled models (FLUX-dev,
+  `guidance_embeds`) the embedded guidance scale: `cond["guidance_scale"]` (`[B]`, put in by
+  [`tgsample.guidance.DistilledCFG`][tgsample.guidance.cfg.DistilledCFG]), else the model's `default_guidance_scale`.
 
-Keys are read as ``prefix + key`` first (``"teacher_"`` for a teacher with its own text encoders, as
-for the UNet adapters). :class:`Placement` keeps the weights where the memory option says between calls.
+Keys are read as `prefix + key` first (`"teacher_"` for a teacher with its own text encoders, as
+for the UNet adapters). [`Placement`][tgsample.models.diffusers.transformer.Placement] keeps the weights where the
+memory option says between calls.
 """
 
 from __future__ import annotations
@@ -28,19 +32,20 @@ from ...denoisers import FlowDenoiser
 from ...errors import ConfigError
 
 OFFLOAD_MODES = ("model", "sequential")
+"""How a flow transformer may be offloaded to the CPU: whole model, or layer by layer."""
 
 
 class Placement:
-    """Where a network's weights are between calls, and how they get to ``device`` for a call.
+    """Where a network's weights are between calls, and how they get to `device` for a call.
 
-    * ``None`` -- on ``device`` all the time;
-    * ``"model"`` -- on the CPU; the whole network moves to ``device`` for each call and back after it
+    * `None` -- on `device` all the time;
+    * `"model"` -- on the CPU; the whole network moves to `device` for each call and back after it
       (diffusers' model offload, per call: a teacher is on the device only during its guided steps);
-    * ``"sequential"`` -- accelerate's ``cpu_offload`` (what diffusers' ``enable_sequential_cpu_offload``
-      uses): the weights stay in CPU memory (the module's parameters are on the ``meta`` device) and each
-      submodule's weights are copied to ``device`` only while that submodule runs (least memory, slowest).
+    * `"sequential"` -- accelerate's `cpu_offload` (what diffusers' `enable_sequential_cpu_offload`
+      uses): the weights stay in CPU memory (the module's parameters are on the `meta` device) and each
+      submodule's weights are copied to `device` only while that submodule runs (least memory, slowest).
 
-    ``moves`` counts the ``"model"`` transfers (to the device and back), for tests and benchmarks.
+    `moves` counts the `"model"` transfers (to the device and back), for tests and benchmarks.
     """
 
     def __init__(self, module: nn.Module, mode: Optional[str], device: torch.device):
@@ -57,7 +62,7 @@ class Placement:
 
     @contextmanager
     def placed(self) -> Iterator[None]:
-        """The network on ``device`` for the duration of one call."""
+        """The network on `device` for the duration of one call."""
         if self.mode != "model":
             yield
             return
@@ -71,15 +76,15 @@ class Placement:
 
 
 class TransformerNet(nn.Module):
-    """A diffusers flow transformer called as ``net(x_t, t, **cond) -> v`` (subclasses: the call itself).
+    """A diffusers flow transformer called as `net(x_t, t, **cond) -> v` (subclasses: the call itself).
 
     Args:
         transformer: the diffusers transformer.
         device: where it computes.
         dtype: its compute dtype (inputs are cast to it, outputs back to the caller's dtype).
-        offload: ``None``, ``"model"`` or ``"sequential"`` (:class:`Placement`).
-        prefix: read ``prefix + key`` before ``key`` from the conditioning.
-        compile: wrap the transformer in ``torch.compile``.
+        offload: `None`, `"model"` or `"sequential"` ([`Placement`][tgsample.models.diffusers.transformer.Placement]).
+        prefix: read `prefix + key` before `key` from the conditioning.
+        compile: wrap the transformer in `torch.compile`.
     """
 
     def __init__(self, transformer: nn.Module, *, device: torch.device | str, dtype: torch.dtype,
@@ -108,7 +113,7 @@ class TransformerNet(nn.Module):
         raise NotImplementedError
 
     def forward(self, x_t: Tensor, t: Tensor, **cond: Any) -> Tensor:
-        """``v = eps - x0`` at ``x_t`` and time ``t`` (``[B]``, in the transformer's own units)."""
+        """`v = eps - x0` at `x_t` and time `t` (`[B]`, in the transformer's own units)."""
         t = torch.as_tensor(t, dtype=torch.float32).expand(x_t.shape[0]).to(self.device)
         with self.placement.placed():
             out = self.velocity(x_t.to(self.device, self.dtype), t, cond)
@@ -117,7 +122,7 @@ class TransformerNet(nn.Module):
 
 
 class SD3Net(TransformerNet):
-    """``SD3Transformer2DModel`` (SD3, SD3.5 Large / Large Turbo / Medium): ``t`` in ``[0, 1000]``."""
+    """`SD3Transformer2DModel` (SD3, SD3.5 Large / Large Turbo / Medium): `t` in `[0, 1000]`."""
 
     t_scale = 1000.0
 
@@ -127,11 +132,11 @@ class SD3Net(TransformerNet):
 
 
 class FluxNet(TransformerNet):
-    """``FluxTransformer2DModel`` (FLUX.1 schnell / dev): packed latents, rotary ids, ``t`` in ``[0, 1]``,
+    """`FluxTransformer2DModel` (FLUX.1 schnell / dev): packed latents, rotary ids, `t` in `[0, 1]`,
     and the embedded guidance scale of guidance-distilled models.
 
     Args:
-        default_guidance_scale: the embedded scale when ``cond`` has no ``guidance_scale`` (FLUX-dev: 3.5,
+        default_guidance_scale: the embedded scale when `cond` has no `guidance_scale` (FLUX-dev: 3.5,
             its pipeline's default); ignored by models without a guidance embedding (FLUX-schnell).
     """
 
@@ -147,7 +152,7 @@ class FluxNet(TransformerNet):
         return bool(getattr(self.config, "guidance_embeds", False))
 
     def guidance(self, cond: Mapping[str, Any], batch: int) -> Optional[Tensor]:
-        """The ``[B]`` guidance scales for the embedding (``None`` for a model without one)."""
+        """The `[B]` guidance scales for the embedding (`None` for a model without one)."""
         if not self.guidance_embeds:
             return None
         w = self._get(cond, "guidance_scale", required=False)
@@ -174,19 +179,22 @@ class FluxNet(TransformerNet):
 
 
 class FlowTransformerDenoiser(FlowDenoiser):
-    """A :class:`FlowDenoiser` over a :class:`TransformerNet`, with the model's own schedule.
+    """A [`FlowDenoiser`][tgsample.denoisers.FlowDenoiser] over a
+    [`TransformerNet`][tgsample.models.diffusers.transformer.TransformerNet], with the model's own schedule.
 
     Args:
-        net: the transformer adapter (its ``t_scale``: 1000 for SD3, 1 for FLUX).
-        flow_schedule: the pipeline's :class:`tgsample.flow.FlowSchedule` (shift, dynamic shift, spacing),
-            read by the ``flow`` schedule.
-        image_seq_len: image tokens at the model's sample size (``mu`` of a dynamically shifted model).
-        sample_shape: ``(C, H, W)`` of the latents.
-        diffusers_parity: read by :func:`tgsample.sample` (:mod:`tgsample.conventions`); the flow pipelines'
-            ``FlowMatchEulerDiscreteScheduler`` follows tgsample's own convention, so it changes nothing here.
+        net: the transformer adapter (its `t_scale`: 1000 for SD3, 1 for FLUX).
+        flow_schedule: the pipeline's [`tgsample.flow.FlowSchedule`][tgsample.flow.FlowSchedule] (shift, dynamic shift,
+            spacing),
+            read by the `flow` schedule.
+        image_seq_len: image tokens at the model's sample size (`mu` of a dynamically shifted model).
+        sample_shape: `(C, H, W)` of the latents.
+        diffusers_parity: read by [`tgsample.sample`][tgsample.sampling.sample]
+            ([`tgsample.conventions`][tgsample.conventions]); the flow pipelines'
+            `FlowMatchEulerDiscreteScheduler` follows tgsample's own convention, so it changes nothing here.
 
-    Samples are computed in float32 (``sample_dtype``) whatever the weights' dtype: the pure-noise level
-    ``2**53`` of a flow schedule does not fit float16.
+    Samples are computed in float32 (`sample_dtype`) whatever the weights' dtype: the pure-noise level
+    `2**53` of a flow schedule does not fit float16.
     """
 
     sample_dtype = torch.float32

@@ -1,13 +1,13 @@
 """The embedded default models: a digit teacher and two guided-distillation students.
 
-* :mod:`.zoo` -- the registered factories (``digits`` teacher, ``digits`` and ``digits-compact``
+* [`zoo`][tgsample.models.digits.zoo] -- the registered factories (`digits` teacher, `digits` and `digits-compact`
   students), the EDM-preconditioned UNets and the label encoder;
-* :mod:`.recipes` -- the students' published sampling recipes (torch-free);
-* :mod:`.weights`, :mod:`.data`, :mod:`.classifier`, :mod:`.training` -- shipped weights, the data,
+* [`recipes`][tgsample.models.digits.recipes] -- the students' published sampling recipes (torch-free);
+* [`weights`][tgsample.models.digits.weights], `data`, `classifier`, `training` -- shipped weights, the data,
   the scoring classifier and the training code.
 
-Importing this package imports nothing: the names of :mod:`.zoo` load on first use, so that
-``tgsample.models.digits.recipes`` stays torch-free.
+Importing this package imports nothing: the names of [`zoo`][tgsample.models.digits.zoo] load on first use, so that
+`tgsample.models.digits.recipes` stays torch-free.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The digit classifier that scores samples: Frechet distance in its feature space and accuracy.
 
 Frechet distance between Gaussians fitted to features (the role FID plays in the paper):
-``FD = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})`` (clean-fid's implementation).
-Features are the classifier's 64-d penultimate activations of images in ``[-1, 1]`` (samples
+`FD = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})` (clean-fid's implementation).
+Features are the classifier's 64-d penultimate activations of images in `[-1, 1]` (samples
 are clamped to that range first).
 """
 
@@ -35,7 +35,7 @@ class DigitClassifier(nn.Module):
         self.head = nn.Linear(features, NUM_CLASSES)
 
     def features(self, x: Tensor) -> Tensor:
-        """Penultimate features ``[B, 64]`` of images ``[B, 1, 8, 8]`` in ``[-1, 1]`` (clamped)."""
+        """Penultimate features `[B, 64]` of images `[B, 1, 8, 8]` in `[-1, 1]` (clamped)."""
         return self.body(x.clamp(-1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -51,7 +51,7 @@ def load_classifier(path: Optional[Union[str, Path]] = None) -> DigitClassifier:
 
 
 def shift_augment(x: Tensor, gen: torch.Generator, max_shift: int = 1) -> Tensor:
-    """Random integer translations by up to ``max_shift`` pixels (background = -1)."""
+    """Random integer translations by up to `max_shift` pixels (background = -1)."""
     b = x.shape[0]
     pad = F.pad(x, (max_shift,) * 4, value=-1.0)
     dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
@@ -79,20 +79,20 @@ def train_classifier(iters: int = 1500, batch: int = 128, lr: float = 2e-3, seed
 
 @torch.no_grad()
 def accuracy(clf: DigitClassifier, x: Tensor, y: Tensor) -> float:
-    """Fraction of ``x`` classified as ``y``."""
+    """Fraction of `x` classified as `y`."""
     return float((clf(x).argmax(1) == y).float().mean())
 
 
 @torch.no_grad()
 def feature_stats(clf: DigitClassifier, x: Tensor, batch: int = 4096) -> tuple[Tensor, Tensor]:
-    """Mean ``[d]`` and covariance ``[d, d]`` (float64) of the features of ``x``."""
+    """Mean `[d]` and covariance `[d, d]` (float64) of the features of `x`."""
     f = torch.cat([clf.features(x[i:i + batch]) for i in range(0, len(x), batch)]).double()
     return f.mean(0), torch.cov(f.T)
 
 
 def frechet_distance(stats_1: tuple[Tensor, Tensor], stats_2: tuple[Tensor, Tensor]) -> float:
-    """``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})``: clean-fid's implementation
-    (:func:`tgsample.eval.metrics.fid`), on float64 statistics."""
+    """`||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})`: clean-fid's implementation
+    ([`tgsample.eval.metrics.fid`][tgsample.eval.metrics.fid]), on float64 statistics."""
     from ...eval.metrics import fid
 
     (m1, s1), (m2, s2) = stats_1, stats_2

@@ -1,8 +1,8 @@
 """The real data: scikit-learn's bundled handwritten digits (1,797 images, 8x8, 10 classes).
 
-No download: ``sklearn.datasets.load_digits`` reads a file shipped with scikit-learn.
-Pixels (0..16) are scaled to ``[-1, 1]`` as ``x = p / 8 - 1``; samples have shape ``(1, 8, 8)``.
-The split is fixed: stratified, 80 % train / 20 % test, ``random_state=0``.
+No download: `sklearn.datasets.load_digits` reads a file shipped with scikit-learn.
+Pixels (0..16) are scaled to `[-1, 1]` as `x = p / 8 - 1`; samples have shape `(1, 8, 8)`.
+The split is fixed: stratified, 80 % train / 20 % test, `random_state=0`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import torch
 from torch import Tensor
 
 SHAPE = (1, 8, 8)
+"""The shape of one digit image, `(C, H, W)`."""
 NUM_CLASSES = 10
-NULL_CLASS = 10  # the label of "no class" (label dropout, CFG's unconditional input)
+NULL_CLASS = 10
+"""the label of "no class" (label dropout, CFG's unconditional input)"""
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 
@@ -34,7 +36,7 @@ def _arrays():
 
 
 def load(split: str = "train") -> tuple[Tensor, Tensor]:
-    """Images ``[N, 1, 8, 8]`` in ``[-1, 1]`` and labels ``[N]`` of ``split`` (``train``/``test``/``all``)."""
+    """Images `[N, 1, 8, 8]` in `[-1, 1]` and labels `[N]` of `split` (`train`/`test`/`all`)."""
     x, y, tr, te = _arrays()
     if split == "all":
         return x.clone(), y.clone()
@@ -47,5 +49,5 @@ def load(split: str = "train") -> tuple[Tensor, Tensor]:
 
 
 def to_unit(x: Tensor) -> Tensor:
-    """Model space ``[-1, 1]`` to image space ``[0, 1]`` (clamped)."""
+    """Model space `[-1, 1]` to image space `[0, 1]` (clamped)."""
     return ((x.float() + 1) / 2).clamp(0, 1)

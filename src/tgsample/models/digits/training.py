@@ -1,8 +1,8 @@
-"""Training loops of the digit teacher and students (used by ``scripts/*.py``; CPU, seeded).
+"""Training loops of the digit teacher and students (used by `scripts/*.py`; CPU, seeded).
 
-Teacher: EDM training (Karras et al. 2022). ``ln sigma ~ N(P_mean, P_std^2)``, loss
-``lambda(sigma) ||D(x0 + sigma n, sigma, c) - x0||^2`` with ``lambda = (sigma^2 + sd^2) / (sigma sd)^2``;
-the label is replaced by the null class with probability ``p_uncond`` (CFG label dropout).
+Teacher: EDM training (Karras et al. 2022). `ln sigma ~ N(P_mean, P_std^2)`, loss
+`lambda(sigma) ||D(x0 + sigma n, sigma, c) - x0||^2` with `lambda = (sigma^2 + sd^2) / (sigma sd)^2`;
+the label is replaced by the null class with probability `p_uncond` (CFG label dropout).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def set_threads(threads: int) -> None:
 
 
 def training_parser(doc: Optional[str], iters: Optional[int], lr: Optional[float] = 2e-3) -> "argparse.ArgumentParser":
-    """The flags every training script shares: ``--iters --batch [--lr] --seed --threads --out``."""
+    """The flags every training script shares: `--iters --batch [--lr] --seed --threads --out`."""
     import argparse
 
     from .weights import WEIGHTS_DIR
@@ -44,7 +44,7 @@ def training_parser(doc: Optional[str], iters: Optional[int], lr: Optional[float
 
 
 def drop_labels(y: Tensor, p: float, gen: torch.Generator) -> Tensor:
-    """Replace each label by the null class with probability ``p`` (CFG label dropout)."""
+    """Replace each label by the null class with probability `p` (CFG label dropout)."""
     return torch.where(torch.rand(y.shape, generator=gen) < p, torch.full_like(y, NULL_CLASS), y)
 
 
@@ -58,14 +58,14 @@ def edm_loss(den: EDMDenoiser, x0: Tensor, y: Tensor, gen: torch.Generator, **co
 
 
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``ema <- decay * ema + (1 - decay) * model``."""
+    """`ema <- decay * ema + (1 - decay) * model`."""
     with torch.no_grad():
         for pe, pm in zip(ema.parameters(), model.parameters()):
             pe.lerp_(pm, 1 - decay)
 
 
 def lr_at(i: int, iters: int, lr: float, warmup: int) -> float:
-    """Linear warm-up then cosine decay to 5 % of ``lr``."""
+    """Linear warm-up then cosine decay to 5 % of `lr`."""
     if i < warmup:
         return lr * (i + 1) / warmup
     t = (i - warmup) / max(1, iters - warmup)
@@ -83,7 +83,7 @@ def batches(x: Tensor, y: Tensor, batch: int, gen: torch.Generator):
 
 def fit(step: Callable[[int, torch.Generator], Tensor], params, iters: int, lr: float, seed: int,
         on_step: Optional[Callable[[int], None]] = None, log_every: int = 200, name: str = "") -> list[float]:
-    """Adam loop over ``step(i, gen) -> loss``; returns the logged running losses."""
+    """Adam loop over `step(i, gen) -> loss`; returns the logged running losses."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(params, lr=lr)
     warmup = min(200, max(1, iters // 10))
@@ -107,7 +107,7 @@ def fit(step: Callable[[int, torch.Generator], Tensor], params, iters: int, lr: 
 
 def train_teacher(den: EDMDenoiser, iters: int, batch: int = 128, lr: float = 2e-3, seed: int = 0,
                   p_uncond: float = 0.1, ema_decay: float = 0.999, log_every: int = 200) -> EDMDenoiser:
-    """Train ``den`` on the train split; returns its EMA copy (eval mode)."""
+    """Train `den` on the train split; returns its EMA copy (eval mode)."""
     torch.manual_seed(seed)
     x, y = load("train")
     data_gen = torch.Generator().manual_seed(seed + 1)
@@ -136,13 +136,13 @@ def train_teacher(den: EDMDenoiser, iters: int, batch: int = 128, lr: float = 2e
 
 
 def karras_grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
-    """``n + 1`` Karras sigmas from ``sigma_max`` down to ``sigma_min`` (no trailing zero)."""
+    """`n + 1` Karras sigmas from `sigma_max` down to `sigma_min` (no trailing zero)."""
     ramp = torch.linspace(0, 1, n + 1)
     return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
 
 
 def pseudo_huber(a: Tensor, b: Tensor, k: float) -> Tensor:
-    """``sqrt(||a - b||^2 + k^2) - k`` per sample, averaged."""
+    """`sqrt(||a - b||^2 + k^2) - k` per sample, averaged."""
     return ((a - b).flatten(1).square().sum(1) + k * k).sqrt().sub(k).mean()
 
 
@@ -150,7 +150,7 @@ def distill(student: EDMDenoiser, teacher: EDMDenoiser, iters: int, batch: int =
             seed: int = 0, grid: int = 40, w_range: tuple[float, float] = (1.0, 4.0), p_uncond: float = 0.1,
             target_decay: float = 0.95, ema_decay: float = 0.999, log_every: int = 200,
             name: str = "student") -> EDMDenoiser:
-    """Consistency-distil ``teacher`` into ``student`` (see above); returns the student's EMA (eval)."""
+    """Consistency-distil `teacher` into `student` (see above); returns the student's EMA (eval)."""
     torch.manual_seed(seed)
     teacher = teacher.eval().requires_grad_(False)
     x, y = load("train")

@@ -1,12 +1,12 @@
-"""A small class-conditional UNet for 8x8 digits (the network ``F`` inside EDM preconditioning).
+"""A small class-conditional UNet for 8x8 digits (the network `F` inside EDM preconditioning).
 
-``F(x_in, c_noise, class_labels, guidance_scale=None)``: ``c_noise = log(sigma) / 4`` (EDM),
-``class_labels`` in ``0..10`` (10 = the null class of classifier-free guidance). A student
-built with ``guidance_embedding=True`` also embeds the guidance scale ``w`` it was distilled
+`F(x_in, c_noise, class_labels, guidance_scale=None)`: `c_noise = log(sigma) / 4` (EDM),
+`class_labels` in `0..10` (10 = the null class of classifier-free guidance). A student
+built with `guidance_embedding=True` also embeds the guidance scale `w` it was distilled
 for (guided distillation, arXiv 2210.03142); that embedding's last layer starts at zero, so a
 student initialised from the teacher starts as the teacher.
 
-Levels: 8x8 -> 4x4 -> 2x2 with ``channels * mult`` channels, ``blocks`` residual blocks per
+Levels: 8x8 -> 4x4 -> 2x2 with `channels * mult` channels, `blocks` residual blocks per
 level, scale/shift modulation from the summed noise / class / guidance embedding.
 """
 
@@ -45,8 +45,8 @@ class UNetConfig:
 
 
 def sinusoidal(t: Tensor, dim: int, max_freq: float = 100.0) -> Tensor:
-    """Sinusoidal embedding of a scalar per sample, ``[B] -> [B, dim]``, frequencies 1..``max_freq``
-    (geometric); suited to ``c_noise = log(sigma)/4`` in about ``[-1.6, 1.1]`` and to ``w - 1``."""
+    """Sinusoidal embedding of a scalar per sample, `[B] -> [B, dim]`, frequencies 1..`max_freq`
+    (geometric); suited to `c_noise = log(sigma)/4` in about `[-1.6, 1.1]` and to `w - 1`."""
     half = dim // 2
     freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), half, device=t.device))
     args = t.float()[:, None] * freqs[None]
@@ -58,7 +58,7 @@ def _norm(c: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-    """``x + conv(act(norm(conv(act(norm(x)))) * (1 + scale) + shift))`` with the embedding's scale/shift."""
+    """`x + conv(act(norm(conv(act(norm(x)))) * (1 + scale) + shift))` with the embedding's scale/shift."""
 
     def __init__(self, cin: int, cout: int, emb: int, dropout: float = 0.0):
         super().__init__()

@@ -1,7 +1,7 @@
 """Shipped weights: safetensors files (float16 on disk, float32 in memory) with a JSON config.
 
-A file holds one network's ``state_dict`` plus metadata: ``config`` (the architecture, JSON)
-and free-form ``info`` (JSON: how it was trained). Loading never unpickles anything.
+A file holds one network's `state_dict` plus metadata: `config` (the architecture, JSON)
+and free-form `info` (JSON: how it was trained). Loading never unpickles anything.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import torch
 from torch import nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+"""The folder of the shipped digit weights (package data)."""
 
 
 def weights_path(name: str) -> Path:
-    """The shipped file ``models/weights/<name>.safetensors``."""
+    """The shipped file `models/weights/<name>.safetensors`."""
     return WEIGHTS_DIR / f"{name}.safetensors"
 
 
 def save(module: nn.Module, path: Union[str, Path], config: dict, info: Optional[dict] = None,
          dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``module``'s float tensors as ``dtype`` with ``config`` / ``info`` metadata."""
+    """Write `module`'s float tensors as `dtype` with `config` / `info` metadata."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -36,7 +37,7 @@ def save(module: nn.Module, path: Union[str, Path], config: dict, info: Optional
 
 
 def read(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor], dict, dict]:
-    """``(state_dict in float32, config, info)`` of a weights file."""
+    """`(state_dict in float32, config, info)` of a weights file."""
     from safetensors import safe_open
 
     from ...errors import ConfigError

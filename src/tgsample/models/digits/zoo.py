@@ -1,17 +1,18 @@
-"""The digit teacher and students as registered factories (``tgsample.students`` / ``tgsample.teachers``).
+"""The digit teacher and students as registered factories (`tgsample.students` / `tgsample.teachers`).
 
-All three are EDM-preconditioned UNets (:class:`tgsample.denoisers.EDMDenoiser`, ``sigma_data = 0.5``)
-on scikit-learn's 8x8 handwritten digits, conditioned on ``cond["class_labels"]`` (``[B]`` long,
-0..9, 10 = the null class). The students also take ``cond["guidance_scale"]`` (``[B]``, the CFG
-scale ``w`` they were distilled at; :class:`tgsample.guidance.DistilledCFG` routes it).
+All three are EDM-preconditioned UNets ([`tgsample.denoisers.EDMDenoiser`][tgsample.denoisers.EDMDenoiser],
+`sigma_data = 0.5`)
+on scikit-learn's 8x8 handwritten digits, conditioned on `cond["class_labels"]` (`[B]` long,
+0..9, 10 = the null class). The students also take `cond["guidance_scale"]` (`[B]`, the CFG
+scale `w` they were distilled at; [`tgsample.guidance.DistilledCFG`][tgsample.guidance.cfg.DistilledCFG] routes it).
 
-* ``teacher()``: ~0.96 M parameters, trained by ``scripts/train_teacher.py``;
-* ``student()``: the same architecture plus a ``w`` embedding, initialised from the teacher and
-  consistency-distilled (LCM style) by ``scripts/distill_students.py``;
-* ``compact_student()``: ~6x fewer parameters, trained from scratch by the same distillation, so
+* `teacher()`: ~0.96 M parameters, trained by `scripts/train_teacher.py`;
+* `student()`: the same architecture plus a `w` embedding, initialised from the teacher and
+  consistency-distilled (LCM style) by `scripts/distill_students.py`;
+* `compact_student()`: ~6x fewer parameters, trained from scratch by the same distillation, so
   that a real teacher--student gap remains for teacher guidance to act on.
 
-Weights ship in ``tgsample/models/weights/``.
+Weights ship in `tgsample/models/weights/`.
 """
 
 from __future__ import annotations
@@ -30,22 +31,25 @@ from .unet import UNet, UNetConfig
 from .weights import read, weights_path
 
 SIGMA_DATA = 0.5
+"""The data's standard deviation in EDM's preconditioning of the digit models."""
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 TEACHER_CONFIG = UNetConfig(channels=32, mult=(1, 2, 2), blocks=1, emb=64)
+"""The digit teacher's UNet."""
 COMPACT_CONFIG = UNetConfig(channels=16, mult=(1, 2), blocks=1, emb=32, guidance_embedding=True)
+"""The compact student's UNet (with a guidance-scale embedding)."""
 
 __all__ = ["teacher", "student", "compact_student", "build_denoiser", "load_denoiser", "encode_labels", "NULL_CLASS",
            "SHAPE", "TEACHER_CONFIG", "COMPACT_CONFIG", "student_schedule"]
 
 
 def build_denoiser(config: UNetConfig) -> EDMDenoiser:
-    """An untrained EDM denoiser ``D = c_skip x + c_out F(c_in x, log(sigma)/4, cond)`` around a UNet."""
+    """An untrained EDM denoiser `D = c_skip x + c_out F(c_in x, log(sigma)/4, cond)` around a UNet."""
     return EDMDenoiser(UNet(config), sigma_data=SIGMA_DATA, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
                        sample_shape=SHAPE)
 
 
 def load_denoiser(path: Union[str, Path]) -> tuple[EDMDenoiser, dict]:
-    """Build the denoiser a weights file describes and load it (eval mode, no grad); returns ``(denoiser, info)``."""
+    """Build the denoiser a weights file describes and load it (eval mode, no grad); returns `(denoiser, info)`."""
     state, config, info = read(path)
     den = build_denoiser(UNetConfig.from_dict(config))
     den.net.load_state_dict(state)
@@ -64,9 +68,9 @@ def _label(v: Any) -> int:
 
 
 def encode_labels(labels: Sequence[Any], negatives: Optional[Sequence[Any]] = None) -> tuple[dict, dict]:
-    """``(cond, uncond)`` for a list of labels (ints 0-9 or digit strings).
+    """`(cond, uncond)` for a list of labels (ints 0-9 or digit strings).
 
-    ``cond = {"class_labels": LongTensor[B]}``; ``uncond`` holds the null class 10 (``negatives`` may
+    `cond = {"class_labels": LongTensor[B]}`; `uncond` holds the null class 10 (`negatives` may
     name other digits to guide away from instead).
     """
     if isinstance(labels, (str, int)):
@@ -90,7 +94,7 @@ def _model(name: str, file: str, recipes: Any, path: Optional[Union[str, Path]])
 
 
 def teacher(path: Optional[Union[str, Path]] = None) -> Model:
-    """The digit teacher; its recipe (:data:`~tgsample.models.digits.recipes.TEACHER`): 32 Karras steps, Euler,
+    """The digit teacher; its recipe ([`TEACHER`][tgsample.models.digits.recipes.TEACHER]): 32 Karras steps, Euler,
     CFG 1 (the conditional teacher, which scores best in FD)."""
     from .recipes import TEACHER
 
@@ -98,9 +102,9 @@ def teacher(path: Optional[Union[str, Path]] = None) -> Model:
 
 
 def student_schedule(steps: int, model: Any = None, *, sigmas: Sequence[float]) -> Tensor:
-    """The students' own few-step schedule: ``sigmas`` itself when ``steps == len(sigmas) - 1``;
-    otherwise ``sigma_max`` followed by ``steps - 1`` levels geometric between ``sigmas[1]`` and
-    ``sigmas[-2]``, then 0 (so N+1 and N+2 plain steps stay on the same range)."""
+    """The students' own few-step schedule: `sigmas` itself when `steps == len(sigmas) - 1`;
+    otherwise `sigma_max` followed by `steps - 1` levels geometric between `sigmas[1]` and
+    `sigmas[-2]`, then 0 (so N+1 and N+2 plain steps stay on the same range)."""
     from ...schedules import validate_sigmas
 
     if not isinstance(steps, int) or steps < 1:
@@ -122,13 +126,13 @@ def _student(name: str, file: str, path: Optional[Union[str, Path]]) -> Model:
 
 def student(path: Optional[Union[str, Path]] = None) -> Model:
     """The full-size guided-distillation student (initialised from the teacher); recipes
-    :data:`~tgsample.models.digits.recipes.DIGITS`."""
+    [`DIGITS`][tgsample.models.digits.recipes.DIGITS]."""
     return _student("digits", "digits_student", path)
 
 
 def compact_student(path: Optional[Union[str, Path]] = None) -> Model:
     """The compact student (~6x fewer parameters, trained from scratch by distillation); recipes
-    :data:`~tgsample.models.digits.recipes.DIGITS_COMPACT`."""
+    [`DIGITS_COMPACT`][tgsample.models.digits.recipes.DIGITS_COMPACT]."""
     return _student("digits-compact", "digits_compact", path)
 
 
