@@ -166,7 +166,7 @@ def add_noise(z: Tensor, t: Tensor, eps: Tensor, abar: Tensor) -> Tensor:
     return a.sqrt() * z + (1 - a).sqrt() * eps
 
 
-def train_teacher(out: Path, *, iters: int = 1500, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+def train_teacher(out: Path, *, iters: int = 1200, batch: int = 64, lr: float = 1e-3, seed: int = 0,
                   p_uncond: float = 0.1, ckpt: Optional[Path] = None) -> dict:
     """Train the teacher UNet and the text encoder; writes ``out/{unet,text_encoder,tokenizer,scheduler}`` and
     ``model_index.json`` (the VAE must be in ``out/vae``)."""
