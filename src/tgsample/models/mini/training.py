@@ -166,7 +166,7 @@ def add_noise(z: Tensor, t: Tensor, eps: Tensor, abar: Tensor) -> Tensor:
     return a.sqrt() * z + (1 - a).sqrt() * eps
 
 
-def train_teacher(out: Path, *, iters: int = 1200, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+def train_teacher(out: Path, *, iters: int = 1000, batch: int = 64, lr: float = 1e-3, seed: int = 0,
                   p_uncond: float = 0.1, ckpt: Optional[Path] = None) -> dict:
     """Train the teacher UNet and the text encoder; writes ``out/{unet,text_encoder,tokenizer,scheduler}`` and
     ``model_index.json`` (the VAE must be in ``out/vae``)."""
@@ -236,7 +236,7 @@ def _text(enc: Any, ids: Tensor, empty: Tensor) -> tuple[Tensor, Tensor]:
         return torch.cat([enc(ids[i:i + 500])[0] for i in range(0, len(ids), 500)]), enc(empty)[0]
 
 
-def distill(out: Path, *, lora: bool, iters: int = 600, batch: int = 32, lr: float = 2e-4, seed: int = 0,
+def distill(out: Path, *, lora: bool, iters: int = 500, batch: int = 32, lr: Optional[float] = None, seed: int = 0,
             ckpt: Optional[Path] = None, huber_c: float = 1e-3) -> dict:
     """LCM consistency distillation (Luo et al. 2023) from the teacher at CFG scale ``w``.
 
@@ -251,6 +251,7 @@ def distill(out: Path, *, lora: bool, iters: int = 600, batch: int = 32, lr: flo
     from ...denoisers import lcm_boundary
     from ..diffusers.net import guidance_embedding
 
+    lr = lr if lr is not None else (1e-3 if lora else 3e-4)  # LoRA's usual higher rate
     torch.manual_seed(seed)
     teacher, enc = frozen_teacher(out)
     mean, std, ids, empty = training_set(out)
@@ -322,7 +323,7 @@ def _save_lora(unet: Any, students: Path) -> Path:
     return folder
 
 
-def distill_trailing(out: Path, *, iters: int = 500, batch: int = 32, lr: float = 2e-4, seed: int = 0,
+def distill_trailing(out: Path, *, iters: int = 400, batch: int = 32, lr: float = 3e-4, seed: int = 0,
                      ckpt: Optional[Path] = None, substeps: int = 2) -> dict:
     """A trailing-schedule Euler student (SDXL-Lightning / progressive-distillation style), full UNet.
 
