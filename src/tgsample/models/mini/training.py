@@ -312,14 +312,20 @@ def distill(out: Path, *, lora: bool, iters: int = 500, batch: int = 32, lr: Opt
 
 
 def _save_lora(unet: Any, students: Path) -> Path:
-    from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
+    """The LoRA in peft's key layout (``unet.<module>.lora_A.weight``), float16, as diffusers' loader reads it.
 
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    layers = {k: v.detach().to(torch.float16).contiguous() for k, v in layers.items()}
+    (``convert_state_dict_to_diffusers`` would rename the attention layers' keys to the old ``lora.down`` form,
+    which diffusers' loader then skips with a warning: the attention LoRA would be lost.)"""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from ..diffusers.loading import LORA_WEIGHT_NAME
+
+    layers = {f"unet.{k}": v.detach().to(torch.float16).contiguous()
+              for k, v in get_peft_model_state_dict(unet).items()}
     folder = students / "lcm_lora"
-    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(layers, str(folder / LORA_WEIGHT_NAME), metadata={"format": "pt"})
     return folder
 
 
