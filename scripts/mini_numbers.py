@@ -18,7 +18,8 @@ import sys
 import time
 
 STUDENTS = ("mini-lcm", "mini-lcm-lora", "mini-lightning")
-LAMS = (0.1, 0.2, 0.3, 0.5, 0.7)
+#: the strengths tried, per space (a noise-space lam pulls sigma_i / sigma_{i+1} times harder: docs/guidance.md)
+LAMS = {"eps": (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5), "x0": (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)}
 
 
 def evaluate(scorer, student, recipe, seeds, **kw) -> dict:
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=10, help="seeds per caption (default 10: n = 400)")
     p.add_argument("--students", default=",".join(STUDENTS))
     p.add_argument("--max-steps", type=int, default=4)
+    p.add_argument("--teacher", action="store_true", help="measure: also the teacher alone and the floor")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     scorer = Scorer()
@@ -59,11 +61,11 @@ def main(argv=None) -> int:
     seeds = list(range(first, first + a.seeds))
     rows = []
     t0 = time.time()
-    for name in a.students.split(","):
+    for name in [n for n in a.students.split(",") if n]:
         student = registry.create("students", name)
         teacher = registry.create("teachers", student.recipes["++"].teacher, student=student)
         if a.what == "tune":
-            for lam in LAMS:
+            for lam in LAMS[student.recipes["++"].guidance["space"]]:
                 rows.append({"student": name, "run": f"++ lam {lam}", "lam": lam,
                              **evaluate(scorer, student, "++", seeds, lam=lam, teacher=teacher)})
                 print(json.dumps(rows[-1]), flush=True)
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
         rows.append({"student": name, "run": f"'++' {own} steps (lam {student.recipes['++'].guidance['lam']})",
                      **evaluate(scorer, student, "++", seeds, teacher=teacher)})
         print(json.dumps(rows[-1]), flush=True)
-    if a.what == "measure":
+    if a.what == "measure" and a.teacher:
         student = registry.create("students", STUDENTS[-1])
         teacher = registry.create("teachers", "mini", student=student)
         rows.append({"student": "teacher mini", "run": "25 steps dpmpp_2m CFG 4",

@@ -71,7 +71,7 @@ def compose(panels: dict[str, np.ndarray], captions: Sequence[str], footer: Sequ
 
 
 def picture(student: Any, out: Path, *, seeds: int = 6, first_seed: int = 0, lam: Optional[float] = None,
-            scale: int = 4, score_seeds: int = 4, teacher: Any = None) -> tuple[Path, dict]:
+            scale: int = 4, score_seeds: int = 3, teacher: Any = None, steps: Optional[int] = None) -> tuple[Path, dict]:
     """Write ``out/demo_<student>.png``; returns the path and ``{run: scores}``."""
     plain, guided = student.recipes[""], student.recipes["++"]
     lam = guided.guidance["lam"] if lam is None else lam
@@ -88,11 +88,11 @@ def picture(student: Any, out: Path, *, seeds: int = 6, first_seed: int = 0, lam
     runs = {"student alone": ("", None), f"student + teacher guidance (lam {lam:g})": ("++", lam)}
     panels, scores = {}, {}
     for name, (variant, lam_v) in runs.items():
-        images = E.generate(student, caps + score_caps, sd + score_sd, variant, lam=lam_v, teacher=teacher)
+        images = E.generate(student, caps + score_caps, sd + score_sd, variant, lam=lam_v, teacher=teacher, steps=steps)
         panels[name] = panel(images[: len(caps)], len(CAPTIONS), seeds, scale)
         scores[name] = scorer(images[len(caps):], score_caps)
     g = guided.guidance
-    footer = [f"{student.name}: {plain.steps} steps, solver {plain.solver}, schedule {plain.schedule}; right: teacher "
+    footer = [f"{student.name}: {steps or plain.steps} steps, solver {plain.solver}, schedule {plain.schedule}; right: teacher "
               f"{guided.teacher} (CFG {g['teacher_cfg']:g}) corrects step 1 in {g['space']} space, same seeds",
               *(f"{name}: alignment {s['alignment']:.3f} (digit + thickness + slant right), FD {s['fd']:.2f} vs real "
                 f"held-out digits  [n = {s['n']}: 40 captions x {score_seeds} seeds]" for name, s in scores.items())]
