@@ -89,11 +89,9 @@ def main(argv=None) -> int:
         n = rows[-1]["n"]
         tr = D.load("train")
         idx = np.random.default_rng(0).permutation(len(tr.images))[:n]
-        real = torch.as_tensor(tr.images[idx])[:, None]
         floor = K.fd(scorer.clf, D.pad32(tr.images[idx]) / 2 + 0.5, scorer.reference)
         acc = K.accuracies(scorer.clf, D.load("heldout"))
-        print(json.dumps({"floor_fd_train_split": floor, "n": n, "classifier_heldout": acc,
-                          "real_shape": list(real.shape)}), flush=True)
+        print(json.dumps({"floor_fd_train_split": floor, "n": n, "classifier_heldout": acc}), flush=True)
     print("\n| model | run | align (in) | align (held-out) | FD |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['student']} | {r['run']} | {r['align_in']:.3f} | {r['align_heldout']:.3f} | {r['fd']:.2f} |")

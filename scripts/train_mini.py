@@ -20,16 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     from tgsample.models.mini import components as C
     from tgsample.models.mini import training as T
 
-    parts = {"vae": T.train_vae, "teacher": T.train_teacher}
-    for name in ("lcm", "lcm-lora", "lightning"):
-        if hasattr(T, "DISTILL") and name in T.DISTILL:
-            parts[name] = T.DISTILL[name]
-    try:
-        from tgsample.models.mini.classifier import train as train_classifier
+    from tgsample.models.mini.classifier import train as train_classifier
 
-        parts["classifier"] = train_classifier
-    except ImportError:
-        pass
+    parts = {"vae": T.train_vae, "teacher": T.train_teacher, **T.DISTILL, "classifier": train_classifier}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", choices=sorted(parts))
     p.add_argument("--iters", type=int, default=None, help="iterations (default: the part's)")

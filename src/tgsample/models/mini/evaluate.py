@@ -50,6 +50,3 @@ def generate(student: Any, captions: Sequence[str], seeds: Sequence[int], recipe
     with torch.no_grad():
         return student.decode(sample(student, cond, uncond=uncond, seeds=list(seeds), run=run))
 
-
-def grid_seeds(n: int, first: int) -> list[int]:
-    return [first + k for k in range(n)]

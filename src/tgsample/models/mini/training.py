@@ -201,9 +201,8 @@ LCM_W = (2.0, 6.0)  # the LCM student's range of CFG scales w (embedded as w - 1
 STUDENT_W = 4.0  # the CFG scale distilled into the LCM-LoRA and trailing students
 
 
-def frozen_teacher(root: Path) -> tuple[Any, Tensor, Tensor]:
-    """The shipped teacher UNet (float32, frozen) and the text states ``[N, L, D]`` of the training captions and
-    ``[1, L, D]`` of ``""``."""
+def frozen_teacher(root: Path) -> tuple[Any, Any]:
+    """The teacher UNet and text encoder in ``root`` (float32, frozen)."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
