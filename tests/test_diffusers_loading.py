@@ -71,9 +71,12 @@ def test_lora_without_metadata_keeps_scale_one(tiny):
 
 
 def published_students() -> dict:
-    """name -> factory of every registered student with a published location (the diffusers factories)."""
+    """name -> factory of every registered student with a published hub location (the diffusers factories; the
+    miniature's students ship inside the package and are tested in test_mini.py)."""
+    from tgsample.models.diffusers.loading import is_hub_id
+
     factories = {n: registry.get("students", n) for n in registry.names("students")}
-    return {n: f for n, f in factories.items() if hasattr(f, "loading")}
+    return {n: f for n, f in factories.items() if hasattr(f, "loading") and is_hub_id(f.loading["path"])}
 
 
 def _published_repos(tiny, flow_tiny, tmp_path: Path) -> dict[str, dict[str, object]]:

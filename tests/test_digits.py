@@ -146,13 +146,13 @@ def test_demo_writes_a_grid(tmp_path, capsys):
 
     from tgsample.demo import main
 
-    assert main(["--out", str(tmp_path), "--per-class", "2", "--scale", "3"]) == 0
+    assert main(["--student", "digits-compact", "--out", str(tmp_path), "--per-class", "2", "--scale", "3"]) == 0
     path = tmp_path / "demo_digits-compact.png"
     img = Image.open(path)
     assert img.size == (2 * (2 * (24 + 2) + 2) + 12, 10 * (24 + 2) + 2)
     assert str(path) in capsys.readouterr().out
     with pytest.raises(ConfigError):
-        main(["--out", str(tmp_path), "--per-class", "0"])
+        main(["--student", "digits-compact", "--out", str(tmp_path), "--per-class", "0"])
 
 
 def test_bench_quality_smoke(tmp_path, capsys):

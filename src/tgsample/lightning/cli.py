@@ -182,9 +182,9 @@ class GenerateCLI(LightningCLI):
             elif action.dest == "print_config":
                 action.help = "print the resolved config (YAML) and exit"
             elif action.dest == "model.preset":
-                action.help = (f"named settings; the default, when neither --model.preset nor --model.student is "
-                               f"given: {DEFAULT_JOB['preset']}. Presets (NAME[++]: also NAME++, with teacher "
-                               f"guidance): {', '.join(_variants(presets.names()))}")
+                action.help = (f"named settings (default without --model.student: {DEFAULT_JOB['preset']}). "
+                               f"Presets (NAME[++]: also NAME++, with teacher guidance): "
+                               f"{', '.join(_variants(presets.names()))}")
             elif isinstance(action.help, str) and action.help != argparse.SUPPRESS:
                 action.help = _plain(action.help)
             if action.metavar is None and action.option_strings and action.dest.split(".")[0] in GROUPS:
