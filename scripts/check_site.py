@@ -10,8 +10,8 @@
    and every internal link and image must resolve;
 3. every formula must be typeset: each `.arithmatex` holds a `<math>` element that the browser
    lays out as MathML (`display: math`) with a non-empty box, and no `$` or `\(` is left in the text;
-4. no signature scrolls sideways (its code box is as wide as its content) and no page is wider than
-   the window; code blocks that scroll are counted;
+4. no signature and no code block scrolls sideways (its code box is as wide as its content) and no
+   page is wider than the window (tests/test_docs.py holds the pages' code lines to a limit);
 5. the API reference must render every public name of `tgsample` (`tgsample._EXPORTS`,
    e.g. `TeacherGuidance`, `sample`) and every built-in solver function;
 6. search must work: the page `/?q=teacher` must list results that include the guidance
@@ -110,7 +110,8 @@ OVERFLOW = """() => {
   const sigs = [...document.querySelectorAll('.doc-signature code')];
   const code = [...document.querySelectorAll('article pre > code')];
   return {signatures: sigs.length, wide_signatures: sigs.filter(wide).map(e => e.innerText.split('(')[0].trim()),
-          code: code.length, wide_code: code.filter(wide).length,
+          code: code.length, wide_code: code.filter(wide).map(e => e.innerText.split('\\n')
+            .reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 70)),
           page_wider: document.documentElement.scrollWidth > window.innerWidth};
 }"""
 
@@ -140,14 +141,15 @@ def check_pages(page, base: str, urls: list[str], c: Checker) -> None:
         if math["bad"] or math["raw"]:
             c.check(False, f"page /{u}: formulas not typeset {math['bad']}, raw TeX in the text {math['raw']}")
         over = page.evaluate(OVERFLOW)
-        signatures, code, wide_code = signatures + over["signatures"], code + over["code"], wide_code + over["wide_code"]
-        if over["wide_signatures"] or over["page_wider"]:
-            c.check(False, f"page /{u} at {WIDTH} px: signatures that scroll sideways {over['wide_signatures']}"
+        signatures, code, wide_code = signatures + over["signatures"], code + over["code"], wide_code + len(over["wide_code"])
+        if over["wide_signatures"] or over["wide_code"] or over["page_wider"]:
+            c.check(False, f"page /{u} at {WIDTH} px: signatures that scroll sideways {over['wide_signatures']}, "
+                    f"code blocks that do (longest line) {over['wide_code']}"
                     + (", the page is wider than the window" if over["page_wider"] else ""))
     broken = sorted(h for h in links if status(h) != 200)
     c.check(not broken, f"{len(links)} internal links resolve" + (f"; broken: {broken}" if broken else ""))
     c.check(formulas > 0, f"{formulas} formulas typeset as MathML")
-    c.check(signatures > 0, f"{signatures} signatures fit their box at {WIDTH} px; "
+    c.check(signatures > 0 and wide_code == 0, f"{signatures} signatures fit their box at {WIDTH} px; "
             f"{wide_code} of {code} code blocks scroll sideways")
 
 
