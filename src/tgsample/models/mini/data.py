@@ -33,6 +33,10 @@ SPLIT_SEED = 0
 HELD_OUT_COMBOS = {d: ((1, 1) if d % 2 == 0 else (0, 0)) for d in range(10)}
 """per digit, the (thickness, slant) indices kept out of the generative models' training data"""
 VOCABULARY = ("a", *THICKNESS, *SLANT, *WORDS)
+SHOWN = ("a thin upright two", "a thick upright seven", "a thin slanted four", "a thick slanted three",
+         "a thick slanted zero", "a thin upright five", "a thick slanted eight", "a thin upright one")
+"""the captions shown to a newcomer (the demo's rows, the no-argument `tgsample generate`'s records):
+four in-distribution, then four held out (never seen in training)"""
 
 
 class Split(NamedTuple):

@@ -17,9 +17,8 @@ import torch
 from . import data as D
 from . import evaluate as E
 
-CAPTIONS = ("a thin upright two", "a thick upright seven", "a thin slanted four", "a thick slanted three",
-            "a thick slanted zero", "a thin upright five", "a thick slanted eight", "a thin upright one")
-"""the demo's rows: in-distribution captions, then held-out ones (never seen in training)"""
+CAPTIONS = D.SHOWN
+"""the demo's rows (`data.SHOWN`)"""
 BG, GAP, INK = 40, 96, 235  # label background, the gaps between cells (darker than strokes), text
 
 
