@@ -1,10 +1,12 @@
 """`tgsample eval` and `tgsample export`.
 
-    tgsample eval runs/digits-compact runs/digits-compact++            # the digit models: defaults from the run
-    tgsample eval runs/lcm runs/lcm++ --reference coco10k.npz --features inception --scores clip,pickscore \\
+    tgsample eval runs/digits-compact runs/digits-compact++   # digit models: defaults from the run
+    tgsample eval runs/lcm runs/lcm++ --reference coco10k.npz --features inception \\
+        --scores clip,pickscore \\
         --weights inception=/w/inception-2015-12-05.pt --weights clip=/w/clip-vit-large-patch14
     tgsample eval --reference-stats /data/coco-val2014-10k --features inception --out coco10k.npz
-    tgsample export runs/lcm --format geneval --metadata geneval/prompts/evaluation_metadata.jsonl --out geneval/lcm
+    tgsample export runs/lcm --format geneval \\
+        --metadata geneval/prompts/evaluation_metadata.jsonl --out geneval/lcm
 
 `eval` writes `eval.md` (the tables), `eval.json`, `per_image.csv` and `eval.png` to `--out` and
 prints the tables. Feature extraction runs on Lightning `Trainer.predict`: `--devices 8 --strategy ddp`

@@ -1,6 +1,6 @@
 """`tgsample generate`: batch generation on LightningCLI (jsonargparse).
 
-    tgsample generate                                  # the embedded default (tgsample.models.DEFAULT_JOB)
+    tgsample generate            # the embedded default (tgsample.models.DEFAULT_JOB)
     tgsample generate --model.preset digits++ --data.prompts '[0,1,2,3]' --data.seeds 4
     tgsample generate --config configs/digits++.yaml --trainer.devices 2 --trainer.strategy ddp
     tgsample generate --config configs/digits++.yaml --print_config      # the full resolved config
