@@ -20,7 +20,7 @@ import re
 import sys
 import time
 import warnings
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
@@ -127,10 +127,11 @@ USAGE = ("tgsample generate [--config FILE] [--print_config] [--model.* ...]\n"
 """The usage line of `tgsample generate --help`."""
 
 
-def _variants(names: list[str]) -> list[str]:
-    """`["a", "a++", "b"]` -> `["a[++]", "b"]` (a preset and its teacher-guided variant in one word)."""
-    every = set(names)
-    return [f"{n}[++]" if f"{n}++" in every else n for n in names if not (n.endswith("++") and n[:-2] in every)]
+def preset_help(names: Sequence[str], default: str) -> str:
+    """The help of `--model.preset`: the default and how many presets there are, not each name, so
+    that the help keeps its length as presets are added (`tgsample list presets` lists them)."""
+    return (f"named settings (default without --model.student: {default}); {len(names)} presets, "
+            f"NAME++ being NAME with teacher guidance: see 'tgsample list presets'")
 
 
 def _metavar(name: str) -> str:
@@ -182,9 +183,7 @@ class GenerateCLI(LightningCLI):
             elif action.dest == "print_config":
                 action.help = "print the resolved config (YAML) and exit"
             elif action.dest == "model.preset":
-                action.help = (f"named settings (default without --model.student: {DEFAULT_JOB['preset']}). "
-                               f"Presets (NAME[++]: also NAME++, with teacher guidance): "
-                               f"{', '.join(_variants(presets.names()))}")
+                action.help = preset_help(presets.names(), DEFAULT_JOB["preset"])
             elif isinstance(action.help, str) and action.help != argparse.SUPPRESS:
                 action.help = _plain(action.help)
             if action.metavar is None and action.option_strings and action.dest.split(".")[0] in GROUPS:
