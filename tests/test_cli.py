@@ -20,7 +20,8 @@ from tgsample.lightning import writer
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).with_name("tgsample"))
 CPU = ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
-NOISE = ("GPU available", "TPU available", "litlogger", "LeafSpec", "Warning", "Traceback", "distributed_backend")
+NOISE = ("GPU available", "TPU available", "litlogger", "LeafSpec", "Warning", "Traceback", "distributed_backend",
+         "Loading weights")
 
 
 def tgsample(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

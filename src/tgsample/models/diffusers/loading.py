@@ -14,11 +14,12 @@ reimplemented here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 
@@ -195,6 +196,24 @@ def locate_weights(source: PathLike, what: str, *, weight_name: Optional[str] = 
     return weights_file(folder, what, weight_name, preferred)
 
 
+@contextlib.contextmanager
+def _no_loading_bar(cls: Any) -> Iterator[None]:
+    """transformers (5.x) draws a "Loading weights" bar per model it loads; off while `cls` (one of
+    its classes) loads, so that a run shows only its own progress bar."""
+    if not getattr(cls, "__module__", "").startswith("transformers"):
+        yield
+        return
+    from transformers.utils import logging as tlog
+
+    was = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            tlog.enable_progress_bar()
+
+
 def load_part(cls: Any, root: Path, subfolder: Optional[str], what: str, **kwargs: Any) -> Any:
     """`cls.from_pretrained(root / subfolder)` from local files, with a typed error if it is missing."""
     folder = root / subfolder if subfolder else root
@@ -202,7 +221,8 @@ def load_part(cls: Any, root: Path, subfolder: Optional[str], what: str, **kwarg
         raise ModelNotFoundError(f"{what}: folder {str(folder)!r} is missing; a diffusers pipeline directory "
                                  f"needs {subfolder or 'this'}/ (as save_pretrained writes it)")
     try:
-        return cls.from_pretrained(folder, local_files_only=True, **kwargs)
+        with _no_loading_bar(cls):
+            return cls.from_pretrained(folder, local_files_only=True, **kwargs)
     except (OSError, ValueError) as err:
         if "Unable to load weights" in str(err):  # diffusers' message for an unreadable weights file
             raise CorruptWeightsError(f"{what}: the weights in {str(folder)!r} cannot be read (a truncated or "
