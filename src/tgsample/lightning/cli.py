@@ -128,10 +128,12 @@ USAGE = ("tgsample generate [--config FILE] [--print_config] [--model.* ...]\n"
 
 
 def preset_help(names: Sequence[str], default: str) -> str:
-    """The help of `--model.preset`: the default and how many presets there are, not each name, so
-    that the help keeps its length as presets are added (`tgsample list presets` lists them)."""
-    return (f"named settings (default without --model.student: {default}); {len(names)} presets, "
-            f"NAME++ being NAME with teacher guidance: see 'tgsample list presets'")
+    """The help of `--model.preset`: the default, then every preset (`tgsample list presets` shows
+    their settings); a student's two presets `NAME` and `NAME++` (teacher-guided) are named once."""
+    both = sorted(n for n in names if not n.endswith("++") and n + "++" in names)
+    rest = sorted(n for n in names if n not in both and n.removesuffix("++") not in both)
+    listed = ", ".join(both) + (f"; also {', '.join(rest)}" if rest else "")
+    return f"named settings (default without --model.student: {default}): NAME or NAME++ (teacher-guided) for {listed}"
 
 
 def _metavar(name: str) -> str:
@@ -159,6 +161,12 @@ class HelpFormatter(DefaultHelpFormatter):
         if not sep:
             return text
         return head if action.default in (None, argparse.SUPPRESS) else f"{head} (default: %(default)s)"
+
+    def _split_lines(self, text: str, width: int) -> list:
+        """argparse's wrapping, but never inside a hyphenated name (`digits-compact`, `--model.preset`)."""
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 class GenerateCLI(LightningCLI):
