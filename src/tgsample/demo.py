@@ -21,15 +21,17 @@ DEFAULT_STUDENT = "mini-lightning"
 """the demo's student: the shipped text-to-image miniature (docs/mini.md), where teacher guidance visibly acts"""
 
 
-def grid(images, rows: int, cols: int, scale: int = 4, pad: int = 2):
+def grid(images, rows: int, cols: int, scale: int = 4, pad: int = 2, pad_value: int = 255):
     """`[rows*cols, 1, H, W]` images in `[0, 1]` to one `uint8` array `[rows*(H*scale+pad)+pad, ...]`
-    (row-major, nearest-neighbour upscaling by `scale`, white padding; torchvision's `make_grid`)."""
+    (row-major, nearest-neighbour upscaling by `scale`, gaps of `pad` pixels valued `pad_value`;
+    torchvision's `make_grid`)."""
     import torch
     from torchvision.utils import make_grid
 
-    x = images[: rows * cols, :1].repeat_interleave(scale, 2).repeat_interleave(scale, 3)  # nearest upscale
-    g = make_grid(x, nrow=cols, padding=pad, pad_value=1.0)[0]
-    canvas = torch.ones(rows * (x.shape[2] + pad) + pad, cols * (x.shape[3] + pad) + pad)
+    x = images[: rows * cols, :1].mul(255).round().float().div(255)  # quantized in their dtype first
+    x = x.repeat_interleave(scale, 2).repeat_interleave(scale, 3)  # nearest upscale
+    g = make_grid(x, nrow=cols, padding=pad, pad_value=pad_value / 255)[0]
+    canvas = torch.full((rows * (x.shape[2] + pad) + pad, cols * (x.shape[3] + pad) + pad), pad_value / 255)
     canvas[: g.shape[0], : g.shape[1]] = g  # make_grid stops at the last non-empty row
     return (canvas * 255).round().byte().numpy()
 

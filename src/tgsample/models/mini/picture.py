@@ -33,14 +33,9 @@ def _font(size: int) -> Any:
 
 def panel(images: torch.Tensor, rows: int, cols: int, scale: int, gap: int = 3) -> np.ndarray:
     """`[rows*cols, 1, 32, 32]` in [0, 1] -> a uint8 grid of the 28x28 centres, upscaled (nearest), gaps of `GAP`."""
-    x = D.crop28(images)[:, 0].clamp(0, 1).mul(255).round().byte().numpy()
-    x = x.repeat(scale, 1).repeat(scale, 2)
-    h, w = x.shape[1:]
-    out = np.full((rows * (h + gap) + gap, cols * (w + gap) + gap), GAP, np.uint8)
-    for k in range(rows * cols):
-        r, c = divmod(k, cols)
-        out[gap + r * (h + gap): gap + r * (h + gap) + h, gap + c * (w + gap): gap + c * (w + gap) + w] = x[k]
-    return out
+    from ...demo import grid
+
+    return grid(D.crop28(images).clamp(0, 1), rows, cols, scale, pad=gap, pad_value=GAP)
 
 
 def compose(panels: dict[str, np.ndarray], captions: Sequence[str], footer: Sequence[str], cell: int) -> Any:
