@@ -18,13 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tgsample.demo:main", "sample the shipped digits student with and without teacher guidance; write a grid"),
     "generate": ("tgsample.lightning.cli:main", "batch generation with Lightning Trainer.predict (multi-GPU, resumable)"),
     "list": ("tgsample.listing:main", "list registered guidances, solvers, schedules, students and teachers"),
-    "bench": ("tgsample.cli:bench", "benchmarks: 'tgsample bench quality' (the paper's tables in miniature)"),
+    "bench": ("tgsample.cli:bench", "benchmarks: 'tgsample bench mini' (the paper's tables on the miniature), 'tgsample bench quality' (on the 8x8 digits)"),
     "eval": ("tgsample.eval.cli:main", "FID / KID / CLIP score / preference scores of runs, paired comparisons with intervals"),
     "export": ("tgsample.eval.cli:export_main", "write a run in an evaluator's layout (GenEval, T2I-CompBench, HPSv2, ...)"),
 }
 """command -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code."""
 
-BENCHES: dict[str, str] = {"quality": "tgsample.bench.quality:main"}
+BENCHES: dict[str, str] = {"quality": "tgsample.bench.quality:main", "mini": "tgsample.bench.mini:main"}
 """The `tgsample bench` benchmarks: name -> `"module:function"` (imported only when it runs)."""
 
 EXIT_PIPE = 141

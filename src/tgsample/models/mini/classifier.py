@@ -128,10 +128,15 @@ def alignment(clf: MiniClassifier, images: Tensor, prompts: list[str]) -> float:
     return float(((d == want[:, 0]) & (t == want[:, 1]) & (s == want[:, 2])).float().mean())
 
 
+def features(clf: MiniClassifier, images28: Tensor) -> Tensor:
+    """The classifier's features `[N, FEATURES]` (float64) of images `[N, 1, 28, 28]` in [0, 1]."""
+    with torch.no_grad():
+        return torch.cat([clf.features(images28[i:i + 1000]) for i in range(0, len(images28), 1000)]).double()
+
+
 def stats(clf: MiniClassifier, images28: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and covariance (float64) of the features of images `[N, 1, 28, 28]`."""
-    with torch.no_grad():
-        f = torch.cat([clf.features(images28[i:i + 1000]) for i in range(0, len(images28), 1000)]).double()
+    f = features(clf, images28)
     return f.mean(0), torch.cov(f.T)
 
 

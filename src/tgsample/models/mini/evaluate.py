@@ -21,16 +21,53 @@ def prompts(held_out: bool = False, repeat: int = 1) -> list[str]:
     return [c for c in D.all_captions(held_out) for _ in range(repeat)]
 
 
+def held_out(captions: Sequence[str]) -> torch.Tensor:
+    """Mask `[N]` of the captions whose attribute combination was kept out of training (`data.HELD_OUT_COMBOS`)."""
+    parsed = [D.parse_caption(c) for c in captions]
+    return torch.tensor([D.HELD_OUT_COMBOS[d] == (t, s) for d, t, s in parsed], dtype=torch.bool)
+
+
 class Scorer:
-    """The shipped classifier with the held-out split's feature statistics (computed once)."""
+    """The shipped classifier with the held-out split's feature statistics (computed once).
+
+    `scorer(images, captions)` gives `alignment`, `fd` and `n`; `scorer.full(images, captions)` adds the
+    alignment on the in-distribution and held-out captions, k-NN `precision` / `recall` against the real
+    held-out digits (in the classifier's features) and the `memorisation` rate against the generative
+    models' training images (pixels; [`tgsample.eval.metrics`][tgsample.eval.metrics]).
+    """
 
     def __init__(self):
         self.clf = K.load_classifier()
         self.reference = K.heldout_stats(self.clf)
+        self._real: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
     def __call__(self, images: torch.Tensor, captions: Sequence[str]) -> dict:
         return {"alignment": K.alignment(self.clf, images, list(captions)),
                 "fd": K.fd(self.clf, images, self.reference), "n": len(captions)}
+
+    def real(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the held-out split's features, the generative models' training images `[M, 28, 28]`), loaded once."""
+        if self._real is None:
+            train = D.load("train")
+            train = train.subset(train.in_distribution())
+            self._real = (K.features(self.clf, K._tensor(D.load("heldout").images)), torch.as_tensor(train.images))
+        return self._real
+
+    def full(self, images: torch.Tensor, captions: Sequence[str]) -> dict:
+        """Every metric of decoded samples `[N, 1, 32, 32]` in [0, 1] for their `captions`."""
+        from ...eval.metrics import knn_precision_recall, memorisation_rate
+
+        real, train = self.real()
+        held = held_out(captions)
+        caps = list(captions)
+        x28 = D.crop28(images.float())
+        out = self(images, caps)
+        for key, mask in (("alignment_in", ~held), ("alignment_heldout", held)):
+            idx = mask.nonzero().flatten().tolist()
+            out[key] = K.alignment(self.clf, images[idx], [caps[i] for i in idx]) if idx else float("nan")
+        out.update(knn_precision_recall(K.features(self.clf, x28).numpy(), real.numpy()))
+        out["memorisation"] = memorisation_rate(x28[:, 0].clamp(0, 1), train)
+        return out
 
 
 def generate(student: Any, captions: Sequence[str], seeds: Sequence[int], recipe: Any = "", *,

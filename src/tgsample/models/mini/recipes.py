@@ -2,9 +2,9 @@
 
 `""` is each student's own sampling; `"++"` the same run with teacher `mini` correcting the first
 step (renoised to `sigma_1`), in the form the reference code used for the real family (LCM / LCM-LoRA:
-noise space; Lightning: x0 space). The strengths `lam` come from
-`python scripts/mini_numbers.py tune --seeds 5` (seeds 10,000+, disjoint from the tests' and the
-docs' measurements; docs/mini.md, "Students").
+noise space; Lightning: x0 space). The step counts and the strengths `lam` come from
+`python scripts/tune_mini.py`, by the rule of the bench plan's `tune` section, on seeds 1,000,000+
+(disjoint from the benchmark's and the tests'; docs/results.md).
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from ...recipes import Recipe
 
 STUDENT_W = 4.0
 """the CFG scale distilled into the LCM-LoRA and trailing students; the LCM student's default w"""
-_TUNED = "lam from scripts/mini_numbers.py tune (docs/mini.md)"
+_TUNED = "steps and lam from scripts/tune_mini.py (docs/results.md)"
 
-MINI_LCM = published(schedule="lcm", steps=4, solver="lcm", teacher="mini", lam=0.05, teacher_cfg=STUDENT_W,
+MINI_LCM = published(schedule="lcm", steps=3, solver="lcm", teacher="mini", lam=0.05, teacher_cfg=STUDENT_W,
                      space="eps", guidance={"name": "distilled_cfg", "scale": STUDENT_W},
-                     note="mini LCM (w embedded, distilled on w in [2, 6]), 4 steps [999, 759, 499, 259]",
+                     note="mini LCM (w embedded, distilled on w in [2, 6]), 3 steps [999, 679, 339]",
                      source=f"LCM's noise-space form; {_TUNED}")
 MINI_LCM_LORA = published(schedule="lcm", steps=3, solver="lcm", teacher="mini", lam=0.05, teacher_cfg=STUDENT_W,
-                          space="eps", note="mini LCM-LoRA (w = 4 distilled in), 3 steps [999, 679, 339]: at 4 its "
-                                            "FD is worse (docs/mini.md)",
+                          space="eps", note="mini LCM-LoRA (w = 4 distilled in), 3 steps [999, 679, 339]",
                           source=f"LCM-LoRA's noise-space form, the zero-copy teacher; {_TUNED}")
-MINI_LIGHTNING = published(schedule="trailing", steps=4, solver="euler", teacher="mini", lam=0.7,
+MINI_LIGHTNING = published(schedule="trailing", steps=4, solver="euler", teacher="mini", lam=1.0,
                            teacher_cfg=STUDENT_W, space="x0",
                            note="mini Lightning-style 4-step Euler on the trailing schedule [999, 749, 499, 249]",
                            source=f"euler_lightning++'s x0-space form; {_TUNED}")

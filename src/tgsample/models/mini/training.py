@@ -25,6 +25,7 @@ from torch import Tensor
 
 from . import components as C
 from . import data as D
+from .recipes import STUDENT_W
 
 TRAILING = (999, 749, 499, 249)
 """the Lightning-style student's timesteps (diffusers' "trailing", 4 steps)"""
@@ -201,8 +202,6 @@ DDIM_SKIP = 20
 """LCM's DDIM solver: 50 timesteps 19, 39, ..., 999, one solver step = 20 timesteps"""
 LCM_W = (2.0, 6.0)
 """the LCM student's range of CFG scales w (embedded as w - 1)"""
-STUDENT_W = 4.0
-"""the CFG scale distilled into the LCM-LoRA and trailing students"""
 
 
 def frozen_teacher(root: Path) -> tuple[Any, Any]:
