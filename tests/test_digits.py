@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Measured with the shipped weights (digits-compact, its recipes, classes balanced):
 #   seeds 0..199: 0.990 alone, 0.990 teacher-guided; seeds 0..999: 0.980 / 0.982;
-#   seeds 5000..5999: 0.970 / 0.976; the 10 x 1000 benchmark: see docs/results.md.
+#   seeds 5000..5999: 0.970 / 0.976; the 10 x 1000 benchmark: see docs/results-digits.md.
 # At n = 200 the binomial sd is ~0.011, so 0.93 sits ~4 sd below the measured ~0.975: room for
 # sampling noise, not for a broken model (an untrained student scores ~0.1, a random guess).
 ACC_COMPACT_MIN = 0.93

@@ -142,7 +142,7 @@ def test_digits_recipes_equal_the_weights_metadata():
         spec = guided.guidance
         assert (spec["lam"], spec["teacher_cfg"], spec["guided_steps"], spec["renoise"]) == (
             info["lam"], info["teacher_cfg"], 1, "next")
-    # the values the issue and docs/results.md quote for the compact student
+    # the values the issue and docs/results-digits.md quote for the compact student
     c = get("digits-compact", "++")
     assert c.sigmas == (80.0, 1.0, 0.5, 0.2, 0.0) and c.guidance["student"]["scale"] == 3.0
     assert c.guidance["lam"] == 0.5 and c.guidance["teacher_cfg"] == 3.0

@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 PLAN = Path(__file__).with_name("mini.yaml")
 """the pre-registered plan shipped with the package"""
 LOWER_IS_BETTER = {"fd", "memorisation", "time"}
+"""the metrics whose decrease is `better`"""
 _KEYS = {"students", "teacher", "replicates", "per_caption", "seed", "tune", "level", "metrics", "reported",
          "plain_steps", "renoise", "guided_steps", "lams", "teacher_cfgs", "solvers", "teacher_ceiling"}
 
@@ -71,8 +72,10 @@ def configurations(plain: Any, guided: Any, plan: dict) -> dict[str, tuple[str, 
            "guided": (f"{plain.steps} steps, step 1 teacher-guided (published ++)", guided)}
     out.update({f"plain{k}": (f"{k} plain steps", plain.replace(steps=k)) for k in plan["plain_steps"]})
     out.update({f"renoise_{r}": (f"renoise {r}", tg(renoise=r)) for r in plan["renoise"]})
+    # the first k steps are written `k`, as the published recipes write them (the same recipe, sampled once)
     out.update({"guided_at_" + "_".join(map(str, s)): ("guided step(s) " + ", ".join(str(i + 1) for i in s),
-                                                       tg(guided_steps=list(s))) for s in plan["guided_steps"]})
+                                                       tg(guided_steps=len(s) if list(s) == list(range(len(s)))
+                                                          else list(s))) for s in plan["guided_steps"]})
     out.update({f"lam{v:g}": (f"lam {v:g}", tg(lam=float(v))) for v in plan["lams"][g["space"]]})
     out.update({f"tcfg{v:g}": (f"teacher CFG {v:g}", tg(teacher_cfg=float(v))) for v in plan["teacher_cfgs"]})
     for s in plan["solvers"].get(plain.solver, []):
@@ -215,13 +218,39 @@ def evaluate_student(plan: dict, name: str, *, student: Any = None, scorer: Any 
             "rows": [r.__dict__ | {"metrics": list(r.metrics)} for r in rows(plain, guided, plan)]}
 
 
+def evaluate_real(plan: dict, *, scorer: Any = None) -> dict:
+    """The real-data references at the bench's n: per replicate, `n` train-split digits drawn without
+    replacement (seeded by the replicate) scored like samples, with their own captions (the FD floor; their
+    memorisation rate is the share of them in the generative training set, a positive control), and the
+    memorisation rate of the 1,000 real held-out digits (a negative control)."""
+    import numpy as np
+    import torch
+
+    from ..eval.metrics import memorisation_rate
+    from ..models.mini import data as D
+    from ..models.mini.evaluate import Scorer
+
+    scorer = scorer or Scorer()
+    n = len(captions(plan["per_caption"]))
+    train = D.load("train")
+    caps = train.captions()
+    res = []
+    for r in range(plan["replicates"]):
+        idx = np.random.default_rng(r).permutation(len(caps))[:n]
+        res.append(scorer.full(D.pad32(train.images[idx]) / 2 + 0.5, [caps[i] for i in idx]))
+    held = memorisation_rate(torch.as_tensor(D.load("heldout").images), scorer.real()[1])
+    return {"label": f"real train-split digits, n = {n} per replicate", "results": res,
+            "heldout_memorisation": held, "in_training_set": float(train.in_distribution().mean())}
+
+
 def _job(args: tuple) -> dict:
     import torch
 
     plan, name, threads, position = args
     torch.set_num_threads(threads)
-    return evaluate_teacher(plan, position=position) if name is None else evaluate_student(plan, name,
-                                                                                           position=position)
+    if name is None:
+        return {"teacher": evaluate_teacher(plan, position=position), "real": evaluate_real(plan)}
+    return evaluate_student(plan, name, position=position)
 
 
 def evaluate(plan: dict, *, jobs: int = 1) -> dict:
@@ -240,11 +269,11 @@ def evaluate(plan: dict, *, jobs: int = 1) -> dict:
             done = list(pool.map(_job, work))
     else:
         done = [_job(w) for w in work]
-    teacher, students = done[0], dict(zip(plan["students"], done[1:]))
+    (teacher, real), students = done[0].values(), dict(zip(plan["students"], done[1:]))
     for s in students.values():
         s["results"]["teacher"] = teacher["results"]
     return {"plan": plan, "n": len(captions(plan["per_caption"])), "threads": threads, "jobs": jobs,
-            "teacher": teacher, "students": students}
+            "teacher": teacher, "real": real, "students": students}
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -281,21 +310,28 @@ def analyse(result: dict) -> list[dict]:
                         "metric": metric}
                 a, b = res.get(row["run"]), res.get(base) if base else None
                 if not a or not b:
-                    out.append({**item, "mean": math.nan, "half": math.nan, "p": math.nan})
+                    out.append({**item, "mean": math.nan, "half": math.nan, "p": math.nan, "same": None})
                     continue
                 d = [x[metric] - y[metric] for x, y in zip(a, b)]
                 m, h = mean_ci(d, level)
-                out.append({**item, "mean": m, "half": h, "p": t_pvalue(d)})
-    # one family: every distinct comparison once (a row repeated in two tables is one test)
-    distinct = {}
+                # the comparison's identity: its data (a sweep value equal to the published recipe is that run)
+                same = (name, metric, tuple(x[metric] for x in a), tuple(y[metric] for y in b))
+                out.append({**item, "mean": m, "half": h, "p": t_pvalue(d), "same": same})
+    # one family: every distinct comparison once (a comparison repeated in two tables is one test)
+    distinct = {v["same"]: v["p"] for v in out if v["same"] is not None}
+    test = {same: i for i, same in enumerate(distinct)}
+    adjusted = holm(list(distinct.values()))
     for v in out:
-        distinct.setdefault((v["student"], v["run"], v["base"], v["metric"]), v["p"])
-    keys = list(distinct)
-    adjusted = dict(zip(keys, holm([distinct[k] for k in keys])))
-    for v in out:
-        v["p_holm"] = adjusted[(v["student"], v["run"], v["base"], v["metric"])]
+        same = v.pop("same")
+        v["test"] = test[same] if same is not None else None  # the comparison's index in the Holm family
+        v["p_holm"] = adjusted[v["test"]] if same is not None else math.nan
         v["verdict"] = verdict(v["mean"], v["p_holm"], v["metric"], 1 - level)
     return out
+
+
+def family_size(verdicts: list[dict]) -> int:
+    """How many distinct comparisons the Holm correction covered (a repeated one is one test)."""
+    return len({v["test"] for v in verdicts if v["test"] is not None})
 
 
 def verdict(mean: float, p_holm: float, metric: str, alpha: float) -> str:
@@ -327,14 +363,21 @@ def markdown(result: dict, verdicts: list[dict], command: str = "") -> str:
     """The page: per student, the absolute values of every configuration, then the verdict tables."""
     plan = result["plan"]
     shown = ["alignment", "alignment_in", "alignment_heldout", "fd", "precision", "recall", "memorisation", "time"]
-    fam = len({(v["student"], v["run"], v["base"], v["metric"]) for v in verdicts if not math.isnan(v["p"])})
+    fam = family_size(verdicts)
     lines = [f"`{command}`: {plan['replicates']} paired replicates x n = {result['n']} samples (all 40 captions x "
              f"{plan['per_caption']}, one noise seed each, seeds {plan['seed']}–"
              f"{plan['seed'] + plan['replicates'] * result['n'] - 1}); mean ± 95 % t-interval half-width over "
              f"replicates; verdicts on the paired difference, Holm-adjusted over all {fam} distinct comparisons "
              f"on the page; {result['threads']} torch thread(s), {result.get('seconds', '?')} s.", ""]
-    t = result["teacher"]
+    t, real = result["teacher"], result.get("real")
+    ref = [m for m in shown if m != "time"]
     lines += [f"Teacher ceiling ({t['label']}): " + ", ".join(f"{k} {_summary(t['results'], k)}" for k in shown), ""]
+    if real:
+        lines += [f"Real data ({real['label']}; the FD floor): " + ", ".join(f"{k} {_summary(real['results'], k)}"
+                                                                       for k in ref)
+                  + f". The memorisation test flags {real['heldout_memorisation']:.3f} of the 1,000 real held-out "
+                  f"digits and, of train-split digits, about the {real['in_training_set']:.3f} that are in the generative "
+                  "models' training set.", ""]
     for name, s in result["students"].items():
         res = s["results"]
         lines += [f"### {name}", "", "| configuration | " + " | ".join(shown) + " |",
@@ -358,6 +401,7 @@ def markdown(result: dict, verdicts: list[dict], command: str = "") -> str:
 
 
 def parse(argv: Optional[Sequence[str]]) -> Any:
+    """The command line of `tgsample bench mini`."""
     from ..cli import ArgumentParser
 
     p = ArgumentParser(prog="tgsample bench mini", description=__doc__.split("\n")[0])
@@ -368,23 +412,44 @@ def parse(argv: Optional[Sequence[str]]) -> Any:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads in all (default: torch's)")
     p.add_argument("--jobs", type=int, default=1, help="processes, one model each at a time (default 1)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench"), help="writes mini.md and mini.json there")
+    p.add_argument("--report", type=Path, default=None, metavar="JSON",
+                   help="sample nothing: analyse a run's mini.json again and write its page to --out")
     return p.parse_args(argv)
 
 
+def write(result: dict, out: Path, command: str) -> str:
+    """Analyse `result` and write `mini.json` (with the verdicts) and `mini.md` to `out`; returns the page."""
+    verdicts = analyse(result)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {k: v for k, v in result.items() if k != "verdicts"}
+    (out / "mini.json").write_text(json.dumps({**result, "verdicts": verdicts}, indent=1, default=str))
+    md = markdown(result, verdicts, command)
+    (out / "mini.md").write_text(md)
+    return md
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    """`tgsample bench mini`: run the plan (or `--report` a saved run) and write `mini.md` / `mini.json`."""
     import shlex
     import sys
 
     from ..errors import ConfigError
 
     a = parse(argv)
+    command = ("tgsample bench mini " + shlex.join(sys.argv[2:] if argv is None else argv)).strip()
+    if a.report is not None:
+        if not a.report.is_file():
+            raise ConfigError(f"--report {str(a.report)!r} is not a file (a mini.json that tgsample bench mini wrote)")
+        result = json.loads(a.report.read_text())
+        print(write(result, a.out, result.get("command", command)))
+        return 0
     plan = load_plan(a.plan)
     for key, value in (("replicates", a.replicates), ("per_caption", a.per_caption)):
         if value is not None:
             plan[key] = value
     if plan["replicates"] < 2 or plan["per_caption"] < 1 or a.jobs < 1:
-        raise ConfigError(f"--jobs={a.jobs} must be >= 1, --replicates={plan['replicates']} must be >= 2 and --per-caption={plan['per_caption']} "
-                          ">= 1")
+        raise ConfigError(f"--jobs={a.jobs} must be >= 1, --replicates={plan['replicates']} >= 2 and "
+                          f"--per-caption={plan['per_caption']} >= 1")
     if a.students is not None:
         chosen = [s for s in a.students.split(",") if s]
         unknown = sorted(set(chosen) - set(plan["students"]))
@@ -397,14 +462,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     result = evaluate(plan, jobs=a.jobs)
-    result["seconds"] = round(time.perf_counter() - t0)
-    verdicts = analyse(result)
-    command = "tgsample bench mini " + shlex.join(sys.argv[2:] if argv is None else argv)
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "mini.json").write_text(json.dumps({**result, "verdicts": verdicts}, indent=1, default=str))
-    md = markdown(result, verdicts, command.strip())
-    (a.out / "mini.md").write_text(md)
-    print(md)
+    result["seconds"], result["command"] = round(time.perf_counter() - t0), command
+    print(write(result, a.out, command))
     print(f"wrote {a.out / 'mini.md'} and {a.out / 'mini.json'} in {result['seconds']} s")
     return 0
 

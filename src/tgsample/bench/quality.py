@@ -396,6 +396,7 @@ def _floats(s: str) -> list[float]:
 
 
 def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The command line of `tgsample bench quality`."""
     from ..cli import ArgumentParser
 
     p = ArgumentParser(prog="tgsample bench quality", description=__doc__.split("\n")[0])
@@ -424,6 +425,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """`tgsample bench quality`: every table on the digits models; writes `quality.md`, `.json`, `.png`."""
     import sys
 
     a = parse(argv)

@@ -24,7 +24,9 @@ from torch import Tensor, nn
 from . import data as D
 
 FEATURES = 64
+"""the width of the feature layer FD and k-NN precision / recall use"""
 NAME = "mini_classifier"
+"""the weights file's name (`models/weights/mini_classifier.safetensors`)"""
 
 
 class MiniClassifier(nn.Module):
@@ -50,6 +52,7 @@ class MiniClassifier(nn.Module):
 
 
 def weights_file() -> Path:
+    """The shipped classifier's weights file."""
     from ..digits.weights import weights_path
 
     return weights_path(NAME)
@@ -141,6 +144,7 @@ def stats(clf: MiniClassifier, images28: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def heldout_stats(clf: MiniClassifier) -> tuple[Tensor, Tensor]:
+    """The feature mean and covariance of the 1,000 real held-out digits (FD's reference)."""
     return stats(clf, _tensor(D.load("heldout").images))
 
 

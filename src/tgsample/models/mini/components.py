@@ -24,25 +24,34 @@ from typing import Any, Optional
 from .data import VOCABULARY
 
 MINI_DIR = Path(__file__).resolve().parent.parent / "weights" / "mini"
+"""the shipped pipeline folder (`model_index.json`, `tokenizer/`, `text_encoder/`, `vae/`, `unet/`, `scheduler/`)"""
 STUDENTS_DIR = MINI_DIR / "students"
+"""the students' weights beside the pipeline: `lcm/unet`, `lcm_lora/`, `lightning/unet`"""
 MAX_LENGTH = 8
+"""the tokenizer's positions: BOS, up to 5 caption words, EOS, padding"""
 TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
             max_position_embeddings=MAX_LENGTH, projection_dim=32)
+"""the `CLIPTextConfig` of the text encoder (2 layers, width 32)"""
 VAE = dict(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 3,
            up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(16, 16, 16), layers_per_block=1,
            latent_channels=4, norm_num_groups=8, sample_size=32)
+"""the `AutoencoderKL` configuration: 1x32x32 pixels to a 4x8x8 latent"""
 UNET = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT["hidden_size"],
             attention_head_dim=8, norm_num_groups=8)
+"""the teacher's `UNet2DConditionModel` configuration: channels (32, 64), cross-attention at 4x4 and in the mid block"""
 TIME_COND_PROJ_DIM = 64
 """the LCM student's guidance embedding width (SD's LCM: 256)"""
 SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                  prediction_type="epsilon", timestep_spacing="leading", steps_offset=1, clip_sample=False,
                  set_alpha_to_one=False)
+"""the `DDIMScheduler` configuration: SD 1.5's scaled-linear table, 1,000 steps, eps prediction"""
 LORA = dict(r=8, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out",
                                                 "conv1", "conv2"])
+"""the LCM-LoRA student's `peft` `LoraConfig` (rank 8 on attention, projections and convolutions)"""
 STUDENT_FOLDERS = {"mini-lcm": "lcm", "mini-lcm-lora": "lcm_lora", "mini-lightning": "lightning"}
+"""each student's folder under `STUDENTS_DIR`"""
 
 
 def write_tokenizer(folder: Path) -> Path:
@@ -75,12 +84,14 @@ def write_tokenizer(folder: Path) -> Path:
 
 
 def tokenizer(folder: Optional[Path] = None) -> Any:
+    """The `CLIPTokenizer` in `folder` (default: the shipped one)."""
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer.from_pretrained(folder or MINI_DIR / "tokenizer")
 
 
 def text_encoder(tok: Any) -> Any:
+    """A new (untrained) `CLIPTextModel` of `TEXT` for the tokenizer `tok`."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     return CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
@@ -88,18 +99,21 @@ def text_encoder(tok: Any) -> Any:
 
 
 def vae() -> Any:
+    """A new (untrained) `AutoencoderKL` of `VAE`."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(**VAE)
 
 
 def unet(time_cond_proj_dim: Optional[int] = None) -> Any:
+    """A new (untrained) `UNet2DConditionModel` of `UNET`; `time_cond_proj_dim` adds LCM's `w` embedding."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(time_cond_proj_dim=time_cond_proj_dim, **UNET)
 
 
 def scheduler() -> Any:
+    """The `DDIMScheduler` of `SCHEDULER`."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(**SCHEDULER)

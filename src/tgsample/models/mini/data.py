@@ -26,13 +26,18 @@ from typing import NamedTuple
 import numpy as np
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+"""the digits' words in the captions"""
 THICKNESS = ("thin", "thick")
+"""the thickness words (index 0: at most the digit's median ink mass)"""
 SLANT = ("upright", "slanted")
+"""the slant words (index 0: at most the digit's median slant)"""
 PER_CLASS, TRAIN_PER_CLASS = 500, 400
 SPLIT_SEED = 0
+"""the seed of the fixed per-digit permutation that splits train / held-out"""
 HELD_OUT_COMBOS = {d: ((1, 1) if d % 2 == 0 else (0, 0)) for d in range(10)}
 """per digit, the (thickness, slant) indices kept out of the generative models' training data"""
 VOCABULARY = ("a", *THICKNESS, *SLANT, *WORDS)
+"""every word a caption uses (each one token of the tokenizer)"""
 SHOWN = ("a thin upright two", "a thick upright seven", "a thin slanted four", "a thick slanted three",
          "a thick slanted zero", "a thin upright five", "a thick slanted eight", "a thin upright one")
 """the captions shown to a newcomer (the demo's rows, the no-argument `tgsample generate`'s records):

@@ -32,6 +32,7 @@ TRAILING = (999, 749, 499, 249)
 
 
 def abar_table() -> Tensor:
+    """SD 1.5's `alphas_cumprod` `[1000]` (the scheduler's table), float32."""
     return C.scheduler().alphas_cumprod.float()
 
 
@@ -121,6 +122,7 @@ def train_vae(out: Path, *, iters: int = 700, batch: int = 64, lr: float = 2e-3,
 
 
 def load_vae(root: Path) -> Any:
+    """The trained `AutoencoderKL` in `root/vae` (float32, frozen)."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL.from_pretrained(root / "vae", torch_dtype=torch.float32).eval().requires_grad_(False)
@@ -381,3 +383,4 @@ def distill_trailing(out: Path, *, iters: int = 400, batch: int = 32, lr: float 
 DISTILL = {"lcm": lambda out, **kw: distill(out, lora=False, **kw),
            "lcm-lora": lambda out, **kw: distill(out, lora=True, **kw),
            "lightning": distill_trailing}
+"""the students' training functions by `scripts/train_mini.py` part name"""
