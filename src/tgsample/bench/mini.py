@@ -70,7 +70,8 @@ def configurations(plain: Any, guided: Any, plan: dict) -> dict[str, tuple[str, 
     g = guided.guidance
     out = {"plain": (f"{plain.steps} plain steps (published)", plain),
            "guided": (f"{plain.steps} steps, step 1 teacher-guided (published ++)", guided)}
-    out.update({f"plain{k}": (f"{k} plain steps", plain.replace(steps=k)) for k in plan["plain_steps"]})
+    out.update({f"plain{k}": (f"{k} plain step" + "s" * (k != 1), plain.replace(steps=k))
+                for k in plan["plain_steps"]})
     out.update({f"renoise_{r}": (f"renoise {r}", tg(renoise=r)) for r in plan["renoise"]})
     # the first k steps are written `k`, as the published recipes write them (the same recipe, sampled once)
     out.update({"guided_at_" + "_".join(map(str, s)): ("guided step(s) " + ", ".join(str(i + 1) for i in s),
@@ -362,7 +363,7 @@ def _summary(reps: Optional[list[dict]], metric: str) -> str:
 def markdown(result: dict, verdicts: list[dict], command: str = "") -> str:
     """The page: per student, the absolute values of every configuration, then the verdict tables."""
     plan = result["plan"]
-    shown = ["alignment", "alignment_in", "alignment_heldout", "fd", "precision", "recall", "memorisation", "time"]
+    shown = [*plan["metrics"], *(m for m in plan["reported"] if m not in plan["metrics"])]
     fam = family_size(verdicts)
     lines = [f"`{command}`: {plan['replicates']} paired replicates x n = {result['n']} samples (all 40 captions x "
              f"{plan['per_caption']}, one noise seed each, seeds {plan['seed']}–"
