@@ -13,12 +13,6 @@ import argparse
 import sys
 
 
-def pick(scores: dict, within: float):
-    """The key with the highest alignment; among those within `within` of it, the lowest FD."""
-    best = max(s["alignment"] for s in scores.values())
-    return min((k for k, s in scores.items() if s["alignment"] >= best - within), key=lambda k: scores[k]["fd"])
-
-
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -44,14 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         scores = {k: sampler(plain.replace(steps=k), seeds) for k in tune["steps"]}
         for k, s in scores.items():
             print(f"{name} plain {k} steps: alignment {s['alignment']:.3f} FD {s['fd']:.1f}", flush=True)
-        steps = pick(scores, tune["within"])
+        steps = B.tuned(scores, tune["within"])
         lams = {}
         for lam in plan["lams"][guided.guidance["space"]]:
             recipe = guided.replace(steps=steps, guidance={**guided.guidance, "lam": float(lam)})
             lams[lam] = sampler(recipe, seeds)
             print(f"{name} ++ {steps} steps lam {lam:g}: alignment {lams[lam]['alignment']:.3f} "
                   f"FD {lams[lam]['fd']:.1f}", flush=True)
-        print(f"PUBLISH {name}: steps={steps} lam={pick(lams, tune['within']):g}", flush=True)
+        print(f"PUBLISH {name}: steps={steps} lam={B.tuned(lams, tune['within']):g}", flush=True)
     return 0
 
 

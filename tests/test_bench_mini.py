@@ -80,6 +80,17 @@ def test_analysis_is_the_paired_t_test_with_holm_over_the_page():
     assert B.verdict(-1.0, 0.001, "fd", 0.05) == "better" and B.verdict(-1.0, 0.001, "alignment", 0.05) == "worse"
 
 
+def test_tuning_rule_on_the_first_tuning_run():
+    # mini-lcm's plain steps on the tuning seeds (docs/results.md): 3 and 4 steps are within 0.01 of the best,
+    # 3 has the lower FD; over 1-6 steps, 5 is the best and 6 within 0.01 with a lower FD
+    runs = {1: (0.650, 346.5), 2: (0.845, 350.2), 3: (0.882, 389.3), 4: (0.880, 399.3), 5: (0.892, 375.7),
+            6: (0.890, 368.6)}
+    scores = {k: {"alignment": a, "fd": f} for k, (a, f) in runs.items()}
+    assert B.tuned({k: scores[k] for k in (1, 2, 3, 4)}, 0.01) == 3
+    assert B.tuned(scores, 0.01) == 6
+    assert B.tuned(scores, 0.0) == 5
+
+
 def test_equal_time_base_is_the_best_plain_run_within_the_time():
     plan = {**B.load_plan(), "plain_steps": [1, 2, 3]}
     res = {"guided": [{"time": 2.0}], "plain1": [{"time": 1.0, "alignment": 0.7, "fd": 9.0}],

@@ -280,6 +280,13 @@ def evaluate(plan: dict, *, jobs: int = 1) -> dict:
 # ----------------------------------------------------------------------------- analysis
 
 
+def tuned(scores: dict[Any, dict], within: float) -> Any:
+    """The plan's tuning rule: the key whose scores have the highest `alignment`; among the keys within
+    `within` of it, the one with the lowest `fd` (`scripts/tune_mini.py` applies it to steps, then `lam`)."""
+    best = max(s["alignment"] for s in scores.values())
+    return min((k for k, s in scores.items() if s["alignment"] >= best - within), key=lambda k: scores[k]["fd"])
+
+
 def equal_time_base(results: dict, guided: str, plan: dict) -> Optional[str]:
     """The plain step count whose mean time is at most `guided`'s, with the highest mean alignment (lowest FD
     among ties); `None` when none is that fast."""
