@@ -62,6 +62,11 @@ class Row:
     metrics: tuple[str, ...] = ()
 
 
+def _guided_at(steps: Sequence[int]) -> tuple[str, str]:
+    """The key and the (1-based) label of a run that guides the 0-based `steps`."""
+    return "guided_at_" + "_".join(map(str, steps)), ", ".join(str(i + 1) for i in steps)
+
+
 def configurations(plain: Any, guided: Any, plan: dict) -> dict[str, tuple[str, Any]]:
     """`{key: (label, Recipe)}` of one student, from its published `plain` and `guided` recipes."""
     def tg(**spec: Any) -> Any:
@@ -74,9 +79,9 @@ def configurations(plain: Any, guided: Any, plan: dict) -> dict[str, tuple[str, 
                 for k in plan["plain_steps"]})
     out.update({f"renoise_{r}": (f"renoise {r}", tg(renoise=r)) for r in plan["renoise"]})
     # the first k steps are written `k`, as the published recipes write them (the same recipe, sampled once)
-    out.update({"guided_at_" + "_".join(map(str, s)): ("guided step(s) " + ", ".join(str(i + 1) for i in s),
-                                                       tg(guided_steps=len(s) if list(s) == list(range(len(s)))
-                                                          else list(s))) for s in plan["guided_steps"]})
+    for s in plan["guided_steps"]:
+        key, label = _guided_at(s)
+        out[key] = (f"guided step(s) {label}", tg(guided_steps=len(s) if list(s) == list(range(len(s))) else list(s)))
     out.update({f"lam{v:g}": (f"lam {v:g}", tg(lam=float(v))) for v in plan["lams"][g["space"]]})
     out.update({f"tcfg{v:g}": (f"teacher CFG {v:g}", tg(teacher_cfg=float(v))) for v in plan["teacher_cfgs"]})
     for s in plan["solvers"].get(plain.solver, []):
@@ -103,8 +108,8 @@ def rows(plain: Any, guided: Any, plan: dict) -> list[Row]:
            *[R("renoise", f"renoise {r} vs N plain", f"renoise_{r}", "plain", m) for r in plan["renoise"]],
            *[R("renoise", f"renoise {r} vs next", f"renoise_{r}", "renoise_next", m)
              for r in plan["renoise"] if r != "next"],
-           *[R("guided steps", "step(s) " + ", ".join(str(i + 1) for i in s) + " vs N plain",
-               "guided_at_" + "_".join(map(str, s)), "plain", m) for s in plan["guided_steps"]],
+           *[R("guided steps", f"step(s) {label} vs N plain", key, "plain", m)
+             for key, label in map(_guided_at, plan["guided_steps"])],
            *[R("lam", f"lam {v:g} vs N plain", f"lam{v:g}", "plain", m) for v in plan["lams"][g["space"]]],
            *[R("teacher CFG", f"teacher CFG {v:g} vs N plain", f"tcfg{v:g}", "plain", m)
              for v in plan["teacher_cfgs"]]]

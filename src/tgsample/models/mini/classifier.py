@@ -123,12 +123,17 @@ def accuracies(clf: MiniClassifier, split: D.Split) -> dict:
             "all": float((ok[0] & ok[1] & ok[2]).mean())}
 
 
-def alignment(clf: MiniClassifier, images: Tensor, prompts: list[str]) -> float:
-    """Fraction of decoded samples `[N, 1, 32, 32]` whose predicted digit, thickness and slant all match
+def matches(clf: MiniClassifier, images: Tensor, prompts: list[str]) -> Tensor:
+    """Mask `[N]` of the decoded samples `[N, 1, 32, 32]` whose predicted digit, thickness and slant all match
     their prompt (`parse_caption`)."""
     want = torch.tensor([D.parse_caption(p) for p in prompts])
     d, t, s = predict(clf, D.crop28(images.float()))
-    return float(((d == want[:, 0]) & (t == want[:, 1]) & (s == want[:, 2])).float().mean())
+    return (d == want[:, 0]) & (t == want[:, 1]) & (s == want[:, 2])
+
+
+def alignment(clf: MiniClassifier, images: Tensor, prompts: list[str]) -> float:
+    """Fraction of decoded samples `[N, 1, 32, 32]` that match their prompt (`matches`)."""
+    return float(matches(clf, images, prompts).float().mean())
 
 
 def features(clf: MiniClassifier, images28: Tensor) -> Tensor:
@@ -137,10 +142,14 @@ def features(clf: MiniClassifier, images28: Tensor) -> Tensor:
         return torch.cat([clf.features(images28[i:i + 1000]) for i in range(0, len(images28), 1000)]).double()
 
 
+def moments(f: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and covariance of features `[N, FEATURES]`."""
+    return f.mean(0), torch.cov(f.T)
+
+
 def stats(clf: MiniClassifier, images28: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and covariance (float64) of the features of images `[N, 1, 28, 28]`."""
-    f = features(clf, images28)
-    return f.mean(0), torch.cov(f.T)
+    return moments(features(clf, images28))
 
 
 def heldout_stats(clf: MiniClassifier) -> tuple[Tensor, Tensor]:
@@ -150,6 +159,11 @@ def heldout_stats(clf: MiniClassifier) -> tuple[Tensor, Tensor]:
 
 def fd(clf: MiniClassifier, images: Tensor, reference: Optional[tuple[Tensor, Tensor]] = None) -> float:
     """FD of decoded samples `[N, 1, 32, 32]` against the held-out split (or `reference` statistics)."""
+    return features_fd(features(clf, D.crop28(images.float())), reference or heldout_stats(clf))
+
+
+def features_fd(f: Tensor, reference: tuple[Tensor, Tensor]) -> float:
+    """FD of features `[N, FEATURES]` against `reference` statistics (`moments`)."""
     from ..digits.classifier import frechet_distance
 
-    return frechet_distance(stats(clf, D.crop28(images.float())), reference or heldout_stats(clf))
+    return frechet_distance(moments(f), reference)

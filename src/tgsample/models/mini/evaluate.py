@@ -58,14 +58,13 @@ class Scorer:
         from ...eval.metrics import knn_precision_recall, memorisation_rate
 
         real, train = self.real()
-        held = held_out(captions)
         caps = list(captions)
         x28 = D.crop28(images.float())
-        out = self(images, caps)
+        ok, held, f = K.matches(self.clf, images, caps).float(), held_out(caps), K.features(self.clf, x28)
+        out = {"alignment": float(ok.mean()), "fd": K.features_fd(f, self.reference), "n": len(caps)}
         for key, mask in (("alignment_in", ~held), ("alignment_heldout", held)):
-            idx = mask.nonzero().flatten().tolist()
-            out[key] = K.alignment(self.clf, images[idx], [caps[i] for i in idx]) if idx else float("nan")
-        out.update(knn_precision_recall(K.features(self.clf, x28).numpy(), real.numpy()))
+            out[key] = float(ok[mask].mean()) if mask.any() else float("nan")
+        out.update(knn_precision_recall(f.numpy(), real.numpy()))
         out["memorisation"] = memorisation_rate(x28[:, 0].clamp(0, 1), train)
         return out
 
